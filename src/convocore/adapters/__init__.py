@@ -1,0 +1,1 @@
+"""Adapters: the memory and SQL storage, the broadcasters, the password hasher."""

@@ -1,0 +1,196 @@
+"""Use cases for accounts: register, log in, refresh, log out, authenticate, find people."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from convocore.application.ports import Clock, IdGenerator, PasswordHasher, TokenGenerator, UnitOfWorkFactory
+from convocore.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from convocore.domain.users import (
+    AuthSession,
+    User,
+    validate_display_name,
+    validate_password,
+    validate_username,
+)
+
+# Verifying against this when the user is unknown keeps both failures equally slow.
+_UNKNOWN_USER_PASSWORD = "convocore-timing-equaliser"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenPolicy:
+    access_ttl_s: int = 3600
+    refresh_ttl_s: int = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+
+
+class RegisterUser:
+    def __init__(
+        self, *, uow: UnitOfWorkFactory, hasher: PasswordHasher, ids: IdGenerator, clock: Clock
+    ) -> None:
+        self._uow, self._hasher, self._ids, self._clock = uow, hasher, ids, clock
+
+    async def execute(self, *, username: str, password: str, display_name: str | None = None) -> User:
+        validate_username(username)
+        validate_password(password)
+        name = validate_display_name(display_name, username=username)
+        async with self._uow() as uow:
+            if await uow.users.get_by_username(username) is not None:
+                raise Conflict("that username is taken", field="username")
+        password_hash = await self._hasher.hash(password)
+        user = User(
+            id=self._ids.new_id(),
+            username=username,
+            display_name=name,
+            password_hash=password_hash,
+            created_at=self._clock.now(),
+        )
+        async with self._uow() as uow:
+            await uow.users.add(user)
+            await uow.commit()
+        return user
+
+
+class LogIn:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        ids: IdGenerator,
+        tokens: TokenGenerator,
+        clock: Clock,
+        policy: TokenPolicy,
+    ) -> None:
+        self._uow, self._hasher, self._ids = uow, hasher, ids
+        self._tokens, self._clock, self._policy = tokens, clock, policy
+        self._dummy_hash: str | None = None
+
+    async def execute(self, *, username: str, password: str) -> IssuedTokens:
+        async with self._uow() as uow:
+            user = await uow.users.get_by_username(username)
+        if user is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self._hasher.hash(_UNKNOWN_USER_PASSWORD)
+            await self._hasher.verify(self._dummy_hash, password)
+            raise Unauthenticated("wrong username or password")
+        if not await self._hasher.verify(user.password_hash, password):
+            raise Unauthenticated("wrong username or password")
+        access, refresh = self._tokens.new_token(), self._tokens.new_token()
+        now = self._clock.now()
+        session = AuthSession(
+            id=self._ids.new_id(),
+            user_id=user.id,
+            access_hash=self._tokens.digest(access),
+            access_expires_at=now + timedelta(seconds=self._policy.access_ttl_s),
+            refresh_hash=self._tokens.digest(refresh),
+            refresh_expires_at=now + timedelta(seconds=self._policy.refresh_ttl_s),
+            created_at=now,
+        )
+        async with self._uow() as uow:
+            await uow.sessions.add(session)
+            await uow.commit()
+        return IssuedTokens(
+            access_token=access, refresh_token=refresh, expires_in=self._policy.access_ttl_s, user=user
+        )
+
+
+class RefreshTokens:
+    """Rotate the pair: the old refresh token stops working the moment a new pair is issued."""
+
+    def __init__(
+        self, *, uow: UnitOfWorkFactory, tokens: TokenGenerator, clock: Clock, policy: TokenPolicy
+    ) -> None:
+        self._uow, self._tokens, self._clock, self._policy = uow, tokens, clock, policy
+
+    async def execute(self, *, refresh_token: str) -> IssuedTokens:
+        access, refresh = self._tokens.new_token(), self._tokens.new_token()
+        async with self._uow() as uow:
+            session = await uow.sessions.get_by_refresh_hash(self._tokens.digest(refresh_token))
+            if session is None:
+                raise Unauthenticated("the refresh token is unknown, used or revoked")
+            session.rotate(
+                access_hash=self._tokens.digest(access),
+                refresh_hash=self._tokens.digest(refresh),
+                access_ttl_s=self._policy.access_ttl_s,
+                refresh_ttl_s=self._policy.refresh_ttl_s,
+                now=self._clock.now(),
+            )
+            user = await uow.users.get(session.user_id)
+            if user is None:
+                raise Unauthenticated("the account is gone")
+            await uow.sessions.save(session)
+            await uow.commit()
+        return IssuedTokens(
+            access_token=access, refresh_token=refresh, expires_in=self._policy.access_ttl_s, user=user
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """Who is calling, as established from a bearer token."""
+
+    user_id: str
+    session_id: str
+
+
+class Authenticate:
+    def __init__(self, *, uow: UnitOfWorkFactory, tokens: TokenGenerator, clock: Clock) -> None:
+        self._uow, self._tokens, self._clock = uow, tokens, clock
+
+    async def execute(self, *, access_token: str) -> Principal:
+        if not access_token:
+            raise Unauthenticated("a bearer token is required")
+        async with self._uow() as uow:
+            session = await uow.sessions.get_by_access_hash(self._tokens.digest(access_token))
+        if session is None:
+            raise Unauthenticated("the access token is unknown")
+        session.check_access(now=self._clock.now())
+        return Principal(user_id=session.user_id, session_id=session.id)
+
+
+class LogOut:
+    def __init__(self, *, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow, self._clock = uow, clock
+
+    async def execute(self, *, principal: Principal) -> None:
+        async with self._uow() as uow:
+            session = await uow.sessions.get(principal.session_id)
+            if session is None:
+                raise Unauthenticated("the session is unknown")
+            session.revoke(now=self._clock.now())
+            await uow.sessions.save(session)
+            await uow.commit()
+
+
+class GetUser:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def execute(self, *, user_id: str) -> User:
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+
+class SearchUsers:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def execute(self, *, prefix: str, after: str | None, limit: int) -> tuple[list[User], str | None]:
+        """A page of users and the cursor (a username key) for the next one, if any."""
+        if len(prefix) > 32:
+            raise Invalid("at most 32 characters", field="q")
+        async with self._uow() as uow:
+            found = await uow.users.search(prefix=prefix, after=after, limit=limit + 1)
+        page = found[:limit]
+        return page, (page[-1].username_key if len(found) > limit else None)

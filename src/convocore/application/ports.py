@@ -1,0 +1,140 @@
+"""Every port the core needs, as structural Protocols. Adapters conform without inheriting."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from convocore.domain.conversations import Conversation, Member
+from convocore.domain.events import Event
+from convocore.domain.messages import Message
+from convocore.domain.users import AuthSession, User
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxCursor:
+    last_activity_at: datetime
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxEntry:
+    conversation: Conversation
+    member: Member
+    last_message: Message | None
+
+    @property
+    def cursor(self) -> InboxCursor:
+        return InboxCursor(
+            last_activity_at=self.conversation.last_activity_at, conversation_id=self.conversation.id
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TitleCursor:
+    title: str
+    conversation_id: str
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None:
+        """Raises ``Conflict`` (field ``username``) when the name is taken, in any case."""
+
+    async def get(self, user_id: str) -> User | None: ...
+    async def get_by_username(self, username: str) -> User | None: ...
+    async def get_many(self, user_ids: Sequence[str]) -> dict[str, User]: ...
+    async def search(self, *, prefix: str, after: str | None, limit: int) -> list[User]:
+        """Users whose username starts with ``prefix`` (any case), ordered by username key."""
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: AuthSession) -> None: ...
+    async def get(self, session_id: str) -> AuthSession | None: ...
+    async def get_by_access_hash(self, access_hash: str) -> AuthSession | None: ...
+    async def get_by_refresh_hash(self, refresh_hash: str) -> AuthSession | None: ...
+    async def save(self, session: AuthSession) -> None: ...
+
+
+class ConversationRepository(Protocol):
+    async def add(self, conversation: Conversation) -> None:
+        """Raises ``Conflict`` when a direct conversation for the pair already exists."""
+
+    async def get(self, conversation_id: str, *, for_update: bool = False) -> Conversation | None:
+        """``for_update`` holds the row until commit, so sequence numbers never race."""
+
+    async def get_direct(self, key: str) -> Conversation | None: ...
+    async def save(self, conversation: Conversation) -> None: ...
+    async def inbox(self, *, user_id: str, before: InboxCursor | None, limit: int) -> list[InboxEntry]:
+        """The user's conversations, most recent activity first, strictly after ``before``."""
+
+    async def public(self, *, query: str, after: TitleCursor | None, limit: int) -> list[Conversation]:
+        """Public groups whose title contains ``query`` (ignoring ASCII case), ordered by title then id."""
+
+
+class MemberRepository(Protocol):
+    async def add(self, member: Member) -> None: ...
+    async def get(self, conversation_id: str, user_id: str) -> Member | None: ...
+    async def list(self, conversation_id: str) -> list[Member]:
+        """Members in the order they joined."""
+
+    async def save(self, member: Member) -> None: ...
+    async def remove(self, conversation_id: str, user_id: str) -> None: ...
+
+
+class MessageRepository(Protocol):
+    async def add(self, message: Message) -> None: ...
+    async def get(self, conversation_id: str, seq: int) -> Message | None: ...
+    async def get_by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None: ...
+    async def save(self, message: Message) -> None: ...
+    async def page(
+        self, conversation_id: str, *, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        """Up to ``limit`` messages with after < seq < before, ascending. With only ``before``
+        (or neither) the page sits at the newest end of the range; otherwise at its oldest."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the block without ``commit()`` rolls everything back."""
+
+    users: UserRepository
+    sessions: SessionRepository
+    conversations: ConversationRepository
+    members: MemberRepository
+    messages: MessageRepository
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class Broadcaster(Protocol):
+    """Live delivery of committed events to every process's subscribers."""
+
+    async def publish(self, event: Event) -> None: ...
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+    async def verify(self, password_hash: str, password: str) -> bool: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class IdGenerator(Protocol):
+    def new_id(self) -> str: ...
+
+
+class TokenGenerator(Protocol):
+    """Opaque bearer tokens: random strings, stored only as one-way hashes."""
+
+    def new_token(self) -> str: ...
+    def digest(self, token: str) -> str: ...

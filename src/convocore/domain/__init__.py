@@ -1,0 +1,1 @@
+"""Pure domain: entities, rules and errors. Imports only the standard library."""

@@ -1,0 +1,80 @@
+"""Events published after a commit, for live delivery. Values, never mutated."""
+
+from dataclasses import dataclass
+
+from convocore.domain.conversations import Conversation, Member
+from convocore.domain.messages import Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageCreated:
+    message: Message
+
+    @property
+    def conversation_id(self) -> str:
+        return self.message.conversation_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageUpdated:
+    message: Message
+
+    @property
+    def conversation_id(self) -> str:
+        return self.message.conversation_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageDeleted:
+    message: Message
+
+    @property
+    def conversation_id(self) -> str:
+        return self.message.conversation_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberJoined:
+    conversation_id: str
+    member: Member
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberLeft:
+    conversation_id: str
+    user_id: str
+    removed_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberRoleChanged:
+    conversation_id: str
+    member: Member
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationUpdated:
+    conversation: Conversation
+
+    @property
+    def conversation_id(self) -> str:
+        return self.conversation.id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadMarkerMoved:
+    conversation_id: str
+    user_id: str
+    seq: int
+
+
+Event = (
+    MessageCreated
+    | MessageUpdated
+    | MessageDeleted
+    | MemberJoined
+    | MemberLeft
+    | MemberRoleChanged
+    | ConversationUpdated
+    | ReadMarkerMoved
+)
