@@ -1,7 +1,6 @@
 """Shared fixtures: real services on the machine, skipped with a reason when absent
 (and failing instead under CI=true, where a missing service is a broken machine)."""
 
-import asyncio
 import os
 import socket
 from urllib.parse import urlsplit
@@ -41,8 +40,3 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return require_service("redis", REDIS_URL, 6379)
-
-
-@pytest.fixture
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return asyncio.DefaultEventLoopPolicy()

@@ -1,0 +1,1 @@
+"""Entrypoints: the composition root, the HTTP and WebSocket API, and the command line."""

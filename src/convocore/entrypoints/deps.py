@@ -1,0 +1,40 @@
+"""Dependencies shared by the handlers: the container and the caller's identity."""
+
+from typing import Annotated, Any
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter, SkipValidation
+
+from convocore.application.accounts import Principal
+from convocore.domain.errors import Unauthenticated
+from convocore.entrypoints.container import Container
+
+# Explicit markers: the container and principal are ours, not data to validate.
+Services = NamedDependency[SkipValidation[Container]]
+Caller = NamedDependency[SkipValidation[Principal]]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size, 1 to 200.")]
+Cursor = Annotated[
+    str | None, QueryParameter(max_length=512, description="Opaque cursor from the previous page.")
+]
+Query = Annotated[str, QueryParameter(max_length=200, description="Search text.")]
+
+__all__ = ["Caller", "Cursor", "FromPath", "JSONBody", "Limit", "Query", "Services"]
+
+
+def provide_container(state: State) -> Container:
+    container: Container = state.container
+    return container
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send Authorization: Bearer <access token>")
+    return token.strip()
+
+
+async def provide_principal(request: ASGIConnection[Any, Any, Any, Any], container: Services) -> Principal:
+    return await container.authenticate().execute(access_token=bearer_token(request))

@@ -1,0 +1,132 @@
+"""The one map from errors to RFC 9457 problem details, shared by HTTP and WebSocket."""
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from convocore.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger("convocore")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:convocore:problem:"
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    status: int
+    slug: str
+    title: str
+
+
+KINDS: dict[type[DomainError], Kind] = {
+    Invalid: Kind(422, "validation-error", "The request is not valid"),
+    Unauthenticated: Kind(401, "unauthenticated", "Authentication required"),
+    Forbidden: Kind(403, "forbidden", "Not allowed"),
+    NotFound: Kind(404, "not-found", "Not found"),
+    Conflict: Kind(409, "conflict", "Conflict with the current state"),
+    Unavailable: Kind(503, "unavailable", "Service temporarily unavailable"),
+}
+HTTP_KINDS: dict[int, Kind] = {
+    400: Kind(400, "bad-request", "The request could not be read"),
+    401: KINDS[Unauthenticated],
+    403: KINDS[Forbidden],
+    404: KINDS[NotFound],
+    405: Kind(405, "method-not-allowed", "Method not allowed"),
+    413: Kind(413, "request-too-large", "The request body is too large"),
+    415: Kind(415, "unsupported-media-type", "Unsupported media type"),
+    429: Kind(429, "rate-limited", "Too many requests"),
+    500: Kind(500, "internal-error", "Internal server error"),
+}
+
+
+def kind_of(error: DomainError) -> Kind:
+    for cls in type(error).__mro__:
+        if cls in KINDS:
+            return KINDS[cls]
+    return HTTP_KINDS[500]
+
+
+def problem(kind: Kind, detail: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + kind.slug,
+        "title": kind.title,
+        "status": kind.status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    kind = kind_of(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+    return _response(problem(kind, exc.detail, field=exc.field, errors=errors), headers)
+
+
+_NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+
+
+def _field_of(item: dict[str, Any]) -> str:
+    """Name the field for msgspec's messages, which name unknown and missing fields in the text."""
+    message = str(item.get("message", ""))
+    found = _NAMED_FIELD.search(message)
+    if found:
+        return found.group(1)
+    key = str(item.get("key") or "body")
+    return "body" if key == "data" else key
+
+
+def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    items = exc.extra if isinstance(exc.extra, list) else []
+    if not items:  # malformed JSON and similar: the body could not be read at all
+        return _response(problem(HTTP_KINDS[400], str(exc.detail)))
+    errors = [{"field": _field_of(item), "message": str(item.get("message", ""))} for item in items]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _response(problem(KINDS[Invalid], detail, field=errors[0]["field"], errors=errors))
+
+
+def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    kind = HTTP_KINDS.get(exc.status_code) or Kind(exc.status_code, "http-error", str(exc.detail))
+    return _response(problem(kind, str(exc.detail)), dict(exc.headers or {}))
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response(
+        problem(HTTP_KINDS[500], "an unexpected error occurred; it has been logged"),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+        media_type=PROBLEM_JSON,
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error_handler,
+    ValidationException: validation_error_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "kind_of", "problem"]

@@ -1,0 +1,78 @@
+"""HTTP handlers for messages."""
+
+from typing import Annotated
+
+from litestar import Response, Router, delete, get, patch, post
+from litestar.params import QueryParameter
+
+from convocore.entrypoints import schemas as s
+from convocore.entrypoints.deps import Caller, FromPath, JSONBody, Limit, Services
+from convocore.entrypoints.http_accounts import AUTH, SECURED
+
+SeqBound = Annotated[int | None, QueryParameter(ge=0, description="Exclusive seq bound.")]
+
+
+@post("/", summary="Send a message (idempotent per client_id)")
+async def send(
+    principal: Caller, container: Services, data: JSONBody[s.PostMessageIn]
+) -> Response[s.MessageOut]:
+    posted = await container.post_message().execute(
+        user_id=principal.user_id,
+        conversation_id=data.conversation_id,
+        body=data.body,
+        client_id=data.client_id,
+        reply_to=data.reply_to,
+    )
+    return Response(s.message_out(posted.message), status_code=201 if posted.created else 200)
+
+
+@get("/{conversation_id:str}/", summary="A page of history, ascending seq; keyset on seq")
+async def history(
+    principal: Caller,
+    container: Services,
+    conversation_id: FromPath[str],
+    before: SeqBound = None,
+    after: SeqBound = None,
+    limit: Limit = 50,
+) -> s.MessagePage:
+    items, has_more = await container.list_messages().execute(
+        user_id=principal.user_id, conversation_id=conversation_id, before=before, after=after, limit=limit
+    )
+    return s.MessagePage(items=[s.message_out(m) for m in items], has_more=has_more)
+
+
+@patch("/{conversation_id:str}/{seq:int}/", summary="Edit a message (author)")
+async def edit(
+    principal: Caller,
+    container: Services,
+    conversation_id: FromPath[str],
+    seq: FromPath[int],
+    data: JSONBody[s.EditMessageIn],
+) -> s.MessageOut:
+    message = await container.edit_message().execute(
+        user_id=principal.user_id, conversation_id=conversation_id, seq=seq, body=data.body
+    )
+    return s.message_out(message)
+
+
+@delete(
+    "/{conversation_id:str}/{seq:int}/",
+    status_code=200,
+    summary="Delete a message: a tombstone keeps its seq",
+)
+async def remove(
+    principal: Caller, container: Services, conversation_id: FromPath[str], seq: FromPath[int]
+) -> s.MessageOut:
+    message = await container.delete_message().execute(
+        user_id=principal.user_id, conversation_id=conversation_id, seq=seq
+    )
+    return s.message_out(message)
+
+
+router = Router(
+    path="/api/messages",
+    route_handlers=[send, history, edit, remove],
+    dependencies=AUTH,
+    security=SECURED,
+    tags=["messages"],
+)

@@ -1,0 +1,55 @@
+"""Run-time settings, from CONVOCORE_* environment variables, overridable by the command line."""
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./convocore.db"
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    memory: bool = False
+    access_ttl_s: int = 3600
+    refresh_ttl_s: int = 30 * 24 * 3600
+    argon2_time_cost: int | None = None
+    argon2_memory_cost: int | None = None
+    max_request_bytes: int = 64 * 1024
+    ws_max_frame_bytes: int = 16 * 1024
+    ws_send_queue: int = 1024
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def storage(self) -> str:
+        return "memory" if self.memory else "sql"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then CONVOCORE_<NAME> variables, then explicit (non-None) overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CONVOCORE_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.type, raw)
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse(kind: Any, raw: str) -> Any:
+    text = str(kind)
+    if text.startswith("bool") or kind is bool:
+        return _env_bool(raw)
+    if text.startswith("int") or kind is int:
+        return int(raw)
+    if text.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
