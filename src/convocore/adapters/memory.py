@@ -91,8 +91,10 @@ class MemoryUserRepository:
     async def search(self, *, prefix: str, after: str | None, limit: int) -> list[User]:
         prefix = normalize_username(prefix)
         keys = self._s.user_keys
-        start = bisect.bisect_right(keys, after) if after is not None and after >= prefix else bisect.bisect_left(
-            keys, prefix
+        start = (
+            bisect.bisect_right(keys, after)
+            if after is not None and after >= prefix
+            else bisect.bisect_left(keys, prefix)
         )
         found: list[User] = []
         for key in keys[start:]:
@@ -176,9 +178,7 @@ class MemoryConversationRepository:
     async def public(self, *, query: str, after: TitleCursor | None, limit: int) -> list[Conversation]:
         needle = query.lower()
         found = [
-            c
-            for c in self._s.conversations.values()
-            if c.public and c.title is not None and needle in c.title.lower()
+            c for c in self._s.conversations.values() if c.public and c.title is not None and needle in c.title.lower()
         ]
         found.sort(key=lambda c: (c.title or "", c.id))
         if after is not None:
@@ -241,9 +241,7 @@ class MemoryMessageRepository:
         history[message.seq - 1] = _copy(message)
         self._j.undo.append(lambda: history.__setitem__(message.seq - 1, old))
 
-    async def page(
-        self, conversation_id: str, *, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
+    async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
         history = self._s.messages.get(conversation_id, [])
         lo = max(after or 0, 0)  # index of the first seq above `after`
         hi = len(history) if before is None else max(min(before - 1, len(history)), 0)

@@ -32,9 +32,7 @@ class IssuedTokens:
 
 
 class RegisterUser:
-    def __init__(
-        self, *, uow: UnitOfWorkFactory, hasher: PasswordHasher, ids: IdGenerator, clock: Clock
-    ) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, hasher: PasswordHasher, ids: IdGenerator, clock: Clock) -> None:
         self._uow, self._hasher, self._ids, self._clock = uow, hasher, ids, clock
 
     async def execute(self, *, username: str, password: str, display_name: str | None = None) -> User:
@@ -97,17 +95,13 @@ class LogIn:
         async with self._uow() as uow:
             await uow.sessions.add(session)
             await uow.commit()
-        return IssuedTokens(
-            access_token=access, refresh_token=refresh, expires_in=self._policy.access_ttl_s, user=user
-        )
+        return IssuedTokens(access_token=access, refresh_token=refresh, expires_in=self._policy.access_ttl_s, user=user)
 
 
 class RefreshTokens:
     """Rotate the pair: the old refresh token stops working the moment a new pair is issued."""
 
-    def __init__(
-        self, *, uow: UnitOfWorkFactory, tokens: TokenGenerator, clock: Clock, policy: TokenPolicy
-    ) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, tokens: TokenGenerator, clock: Clock, policy: TokenPolicy) -> None:
         self._uow, self._tokens, self._clock, self._policy = uow, tokens, clock, policy
 
     async def execute(self, *, refresh_token: str) -> IssuedTokens:
@@ -128,9 +122,7 @@ class RefreshTokens:
                 raise Unauthenticated("the account is gone")
             await uow.sessions.save(session)
             await uow.commit()
-        return IssuedTokens(
-            access_token=access, refresh_token=refresh, expires_in=self._policy.access_ttl_s, user=user
-        )
+        return IssuedTokens(access_token=access, refresh_token=refresh, expires_in=self._policy.access_ttl_s, user=user)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,9 +47,9 @@ async def _detail(uow: UnitOfWork, conversation: Conversation) -> ConversationDe
     return ConversationDetail(conversation=conversation, members=members, users=users)
 
 
-async def load_for_member(uow: UnitOfWork, *, conversation_id: str, user_id: str, for_update: bool = False) -> tuple[
-    Conversation, Member
-]:
+async def load_for_member(
+    uow: UnitOfWork, *, conversation_id: str, user_id: str, for_update: bool = False
+) -> tuple[Conversation, Member]:
     """The conversation and the caller's membership; a non-member gets NotFound."""
     member = require_member(await uow.members.get(conversation_id, user_id))
     conversation = await uow.conversations.get(conversation_id, for_update=for_update)
@@ -64,13 +64,17 @@ async def _publish(broadcaster: Broadcaster, events: Sequence[Event]) -> None:
 
 
 class StartConversation:
-    def __init__(
-        self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, ids: IdGenerator, clock: Clock
-    ) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, ids: IdGenerator, clock: Clock) -> None:
         self._uow, self._broadcaster, self._ids, self._clock = uow, broadcaster, ids, clock
 
     async def execute(
-        self, *, user_id: str, kind: Kind, members: Sequence[str], title: str | None = None, public: bool = False
+        self,
+        *,
+        user_id: str,
+        kind: Kind,
+        members: Sequence[str],
+        title: str | None = None,
+        public: bool = False,
     ) -> tuple[ConversationDetail, bool]:
         """Returns the conversation and whether it was created (a direct pair's is reused)."""
         others = list(dict.fromkeys(m for m in members if m != user_id))
@@ -126,9 +130,7 @@ class StartConversation:
             await uow.members.add(member)
         detail = await _detail(uow, conversation)
         await uow.commit()
-        await _publish(
-            self._broadcaster, [MemberJoined(conversation_id=conversation.id, member=m) for m in members]
-        )
+        await _publish(self._broadcaster, [MemberJoined(conversation_id=conversation.id, member=m) for m in members])
         return detail
 
 
@@ -245,9 +247,7 @@ class RemoveMember:
                 await uow.members.save(promoted)
             await uow.conversations.save(conversation)
             await uow.commit()
-        events: list[Event] = [
-            MemberLeft(conversation_id=conversation_id, user_id=target.user_id, removed_by=user_id)
-        ]
+        events: list[Event] = [MemberLeft(conversation_id=conversation_id, user_id=target.user_id, removed_by=user_id)]
         if promoted is not None:
             events.append(MemberRoleChanged(conversation_id=conversation_id, member=promoted))
         await _publish(self._broadcaster, events)

@@ -19,9 +19,7 @@ class Posted:
 
 
 class PostMessage:
-    def __init__(
-        self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, ids: IdGenerator, clock: Clock
-    ) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, ids: IdGenerator, clock: Clock) -> None:
         self._uow, self._broadcaster, self._ids, self._clock = uow, broadcaster, ids, clock
 
     async def execute(

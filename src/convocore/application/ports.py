@@ -26,9 +26,7 @@ class InboxEntry:
 
     @property
     def cursor(self) -> InboxCursor:
-        return InboxCursor(
-            last_activity_at=self.conversation.last_activity_at, conversation_id=self.conversation.id
-        )
+        return InboxCursor(last_activity_at=self.conversation.last_activity_at, conversation_id=self.conversation.id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,9 +85,7 @@ class MessageRepository(Protocol):
     async def get(self, conversation_id: str, seq: int) -> Message | None: ...
     async def get_by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None: ...
     async def save(self, message: Message) -> None: ...
-    async def page(
-        self, conversation_id: str, *, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
+    async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
         """Up to ``limit`` messages with after < seq < before, ascending. With only ``before``
         (or neither) the page sits at the newest end of the range; otherwise at its oldest."""
 

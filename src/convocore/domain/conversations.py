@@ -106,9 +106,7 @@ class Conversation:
         if self.member_count >= MAX_GROUP_MEMBERS:
             raise Conflict(f"a conversation holds at most {MAX_GROUP_MEMBERS} members", field="members")
         self.member_count += 1
-        return Member(
-            conversation_id=self.id, user_id=user_id, role=role, joined_at=now, last_read_seq=self.last_seq
-        )
+        return Member(conversation_id=self.id, user_id=user_id, role=role, joined_at=now, last_read_seq=self.last_seq)
 
     def rename(self, *, actor: Member, title: str | None) -> None:
         self._require_group("renamed")

@@ -46,9 +46,7 @@ class Container(containers.DeclarativeContainer):
     )
     list_inbox = providers.Singleton(conversations.ListInbox, uow=uow)
     get_conversation = providers.Singleton(conversations.GetConversation, uow=uow)
-    update_conversation = providers.Singleton(
-        conversations.UpdateConversation, uow=uow, broadcaster=broadcaster
-    )
+    update_conversation = providers.Singleton(conversations.UpdateConversation, uow=uow, broadcaster=broadcaster)
     add_member = providers.Singleton(conversations.AddMember, uow=uow, broadcaster=broadcaster, clock=clock)
     join_conversation = providers.Singleton(
         conversations.JoinConversation, uow=uow, broadcaster=broadcaster, clock=clock
@@ -58,11 +56,7 @@ class Container(containers.DeclarativeContainer):
     discover_public = providers.Singleton(conversations.DiscoverPublic, uow=uow)
     mark_read = providers.Singleton(conversations.MarkRead, uow=uow, broadcaster=broadcaster)
 
-    post_message = providers.Singleton(
-        messages.PostMessage, uow=uow, broadcaster=broadcaster, ids=ids, clock=clock
-    )
+    post_message = providers.Singleton(messages.PostMessage, uow=uow, broadcaster=broadcaster, ids=ids, clock=clock)
     list_messages = providers.Singleton(messages.ListMessages, uow=uow)
     edit_message = providers.Singleton(messages.EditMessage, uow=uow, broadcaster=broadcaster, clock=clock)
-    delete_message = providers.Singleton(
-        messages.DeleteMessage, uow=uow, broadcaster=broadcaster, clock=clock
-    )
+    delete_message = providers.Singleton(messages.DeleteMessage, uow=uow, broadcaster=broadcaster, clock=clock)

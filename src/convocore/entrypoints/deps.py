@@ -15,9 +15,7 @@ from convocore.entrypoints.container import Container
 Services = NamedDependency[SkipValidation[Container]]
 Caller = NamedDependency[SkipValidation[Principal]]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size, 1 to 200.")]
-Cursor = Annotated[
-    str | None, QueryParameter(max_length=512, description="Opaque cursor from the previous page.")
-]
+Cursor = Annotated[str | None, QueryParameter(max_length=512, description="Opaque cursor from the previous page.")]
 Query = Annotated[str, QueryParameter(max_length=200, description="Search text.")]
 
 __all__ = ["Caller", "Cursor", "FromPath", "JSONBody", "Limit", "Query", "Services"]

@@ -16,7 +16,7 @@ from convocore.entrypoints.deps import (
 )
 
 AUTH = {"principal": Provide(provide_principal)}
-SECURED = [{"bearer": []}]
+SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 @post("/register/", status_code=201, summary="Create an account")
@@ -38,9 +38,7 @@ async def refresh(data: JSONBody[s.RefreshIn], container: Services) -> s.TokensO
     return s.tokens_out(await container.refresh_tokens().execute(refresh_token=data.refresh_token))
 
 
-@post(
-    "/logout/", status_code=204, dependencies=AUTH, security=SECURED, summary="Revoke this session's tokens"
-)
+@post("/logout/", status_code=204, dependencies=AUTH, security=SECURED, summary="Revoke this session's tokens")
 async def logout(principal: Caller, container: Services) -> None:
     await container.log_out().execute(principal=principal)
 
@@ -54,12 +52,8 @@ async def me(principal: Caller, container: Services) -> s.UserOut:
 async def search_users(
     principal: Caller, container: Services, q: Query = "", cursor: Cursor = None, limit: Limit = 20
 ) -> s.UserPage:
-    users, after = await container.search_users().execute(
-        prefix=q, after=s.decode_user_cursor(cursor), limit=limit
-    )
-    return s.UserPage(
-        items=[s.user_out(u) for u in users], next_cursor=s.encode_cursor(after) if after else None
-    )
+    users, after = await container.search_users().execute(prefix=q, after=s.decode_user_cursor(cursor), limit=limit)
+    return s.UserPage(items=[s.user_out(u) for u in users], next_cursor=s.encode_cursor(after) if after else None)
 
 
 @get("/users/{user_id:str}/", dependencies=AUTH, security=SECURED, summary="One user's public profile")

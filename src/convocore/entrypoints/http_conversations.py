@@ -23,9 +23,7 @@ async def start(
 
 
 @get("/", summary="The caller's inbox, most recent activity first")
-async def inbox(
-    principal: Caller, container: Services, cursor: Cursor = None, limit: Limit = 50
-) -> s.InboxPage:
+async def inbox(principal: Caller, container: Services, cursor: Cursor = None, limit: Limit = 50) -> s.InboxPage:
     entries, after = await container.list_inbox().execute(
         user_id=principal.user_id, before=s.decode_inbox_cursor(cursor), limit=limit
     )
@@ -37,18 +35,14 @@ async def inbox(
 async def discover(
     principal: Caller, container: Services, q: Query = "", cursor: Cursor = None, limit: Limit = 50
 ) -> s.PublicPage:
-    found, after = await container.discover_public().execute(
-        query=q, after=s.decode_title_cursor(cursor), limit=limit
-    )
+    found, after = await container.discover_public().execute(query=q, after=s.decode_title_cursor(cursor), limit=limit)
     next_cursor = s.encode_cursor(after.title, after.conversation_id) if after else None
     return s.PublicPage(items=[s.public_out(c) for c in found], next_cursor=next_cursor)
 
 
 @get("/{conversation_id:str}/", summary="One conversation with its members and their roles")
 async def detail(principal: Caller, container: Services, conversation_id: FromPath[str]) -> s.ConversationOut:
-    found = await container.get_conversation().execute(
-        user_id=principal.user_id, conversation_id=conversation_id
-    )
+    found = await container.get_conversation().execute(user_id=principal.user_id, conversation_id=conversation_id)
     return s.conversation_out(found)
 
 
@@ -105,9 +99,7 @@ async def change_role(
 
 
 @post("/{conversation_id:str}/join/", summary="Join a public group")
-async def join(
-    principal: Caller, container: Services, conversation_id: FromPath[str]
-) -> Response[s.MemberOut]:
+async def join(principal: Caller, container: Services, conversation_id: FromPath[str]) -> Response[s.MemberOut]:
     member, created = await container.join_conversation().execute(
         user_id=principal.user_id, conversation_id=conversation_id
     )

@@ -13,9 +13,7 @@ SeqBound = Annotated[int | None, QueryParameter(ge=0, description="Exclusive seq
 
 
 @post("/", summary="Send a message (idempotent per client_id)")
-async def send(
-    principal: Caller, container: Services, data: JSONBody[s.PostMessageIn]
-) -> Response[s.MessageOut]:
+async def send(principal: Caller, container: Services, data: JSONBody[s.PostMessageIn]) -> Response[s.MessageOut]:
     posted = await container.post_message().execute(
         user_id=principal.user_id,
         conversation_id=data.conversation_id,

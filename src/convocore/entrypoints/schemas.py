@@ -177,9 +177,7 @@ class ReadOut(msgspec.Struct, kw_only=True):
 
 
 def user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id, username=user.username, display_name=user.display_name, created_at=user.created_at
-    )
+    return UserOut(id=user.id, username=user.username, display_name=user.display_name, created_at=user.created_at)
 
 
 def tokens_out(issued: IssuedTokens) -> TokensOut:

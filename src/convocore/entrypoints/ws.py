@@ -1,6 +1,7 @@
 """The per-conversation chat socket: ws://HOST/ws/chat/{conversation_id}/?token=ACCESS."""
 
 import logging
+from typing import Any, cast
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -11,7 +12,7 @@ from convocore.domain.errors import DomainError, NotFound, Unauthenticated
 from convocore.entrypoints import frames as f
 from convocore.entrypoints.container import Container
 from convocore.entrypoints.errors import kind_of
-from convocore.entrypoints.hub import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Connection, Hub
+from convocore.entrypoints.hub import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Connection, Hub, Send
 from convocore.entrypoints.settings import Settings
 
 log = logging.getLogger("convocore.ws")
@@ -19,7 +20,7 @@ PONG = f.encode(f.PongFrame())
 
 
 @websocket("/ws/chat/{conversation_id:str}/")
-async def chat_socket(socket: WebSocket, conversation_id: FromPath[str]) -> None:
+async def chat_socket(socket: WebSocket[Any, Any, Any], conversation_id: FromPath[str]) -> None:
     container: Container = socket.app.state.container
     hub: Hub = socket.app.state.hub
     settings: Settings = socket.app.state.settings
@@ -34,7 +35,9 @@ async def chat_socket(socket: WebSocket, conversation_id: FromPath[str]) -> None
     except NotFound:
         await socket.close(CLOSE_FORBIDDEN, "not a member of this conversation")
         return
-    connection = Connection(send=socket.send, user_id=principal.user_id, queue_size=settings.ws_send_queue)
+    connection = Connection(
+        send=cast("Send", socket.send), user_id=principal.user_id, queue_size=settings.ws_send_queue
+    )
     hub.attach(conversation_id, connection)
     try:
         reader = _ChatReader(socket, connection, container, principal, conversation_id, settings)
@@ -46,7 +49,7 @@ async def chat_socket(socket: WebSocket, conversation_id: FromPath[str]) -> None
 class _ChatReader:
     def __init__(
         self,
-        socket: WebSocket,
+        socket: WebSocket[Any, Any, Any],
         connection: Connection,
         container: Container,
         principal: Principal,
@@ -62,12 +65,10 @@ class _ChatReader:
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
-            if text is None:
+            if not isinstance(text, str):
                 self.error("bad-frame", "binary frames are not supported; send JSON text frames")
             elif len(text) > self.settings.ws_max_frame_bytes:
-                self.error(
-                    "frame-too-large", f"frames are at most {self.settings.ws_max_frame_bytes} characters"
-                )
+                self.error("frame-too-large", f"frames are at most {self.settings.ws_max_frame_bytes} characters")
             else:
                 await self.handle(text)
 
@@ -108,8 +109,6 @@ class _ChatReader:
         ack = f.AckFrame(client_id=frame.client_id, id=m.id, seq=m.seq, conversation_id=m.conversation_id)
         self.connection.offer(f.encode(ack))
 
-    def error(
-        self, code: str, detail: str, *, field: str | None = None, client_id: str | None = None
-    ) -> None:
+    def error(self, code: str, detail: str, *, field: str | None = None, client_id: str | None = None) -> None:
         frame = f.ErrorFrame(code=code, detail=detail, field=field, client_id=client_id)
         self.connection.offer(f.encode(frame))

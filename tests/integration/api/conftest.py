@@ -50,9 +50,7 @@ class Api:
         return str(r.json()["id"])
 
     async def direct(self, a: Person, b: Person) -> str:
-        r = await self.client.post(
-            "/api/conversations/", json={"kind": "direct", "members": [b.id]}, headers=a.auth
-        )
+        r = await self.client.post("/api/conversations/", json={"kind": "direct", "members": [b.id]}, headers=a.auth)
         assert r.status_code in (200, 201), r.text
         return str(r.json()["id"])
 
@@ -79,9 +77,7 @@ def api(client: AsyncTestClient[Any]) -> Api:
     return Api(client)
 
 
-def assert_problem(
-    response: Any, status: int, *, slug: str | None = None, field: str | None = None
-) -> dict[str, Any]:
+def assert_problem(response: Any, status: int, *, slug: str | None = None, field: str | None = None) -> dict[str, Any]:
     """Every error is RFC 9457 problem details with a stable type."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")

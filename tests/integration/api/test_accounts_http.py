@@ -33,24 +33,18 @@ async def test_register_returns_the_user_without_secrets(client: AsyncTestClient
 async def test_register_rejects_bad_input_naming_the_field(
     client: AsyncTestClient[Any], payload: dict[str, Any], field: str
 ) -> None:
-    assert_problem(
-        await client.post("/api/register/", json=payload), 422, slug="validation-error", field=field
-    )
+    assert_problem(await client.post("/api/register/", json=payload), 422, slug="validation-error", field=field)
 
 
 async def test_usernames_are_unique_ignoring_case(client: AsyncTestClient[Any]) -> None:
-    assert (
-        await client.post("/api/register/", json={"username": "Bob", "password": "password1"})
-    ).status_code == 201
+    assert (await client.post("/api/register/", json={"username": "Bob", "password": "password1"})).status_code == 201
     r = await client.post("/api/register/", json={"username": "bOB", "password": "password2"})
     assert_problem(r, 409, slug="conflict", field="username")
 
 
 async def test_login_failure_looks_the_same_for_unknown_users(api: Api) -> None:
     someone = await api.person()
-    wrong = await api.client.post(
-        "/api/login/", json={"username": someone.username, "password": "wrong pass"}
-    )
+    wrong = await api.client.post("/api/login/", json={"username": someone.username, "password": "wrong pass"})
     unknown = await api.client.post("/api/login/", json={"username": "nobody-here", "password": "wrong pass"})
     assert_problem(wrong, 401, slug="unauthenticated")
     assert_problem(unknown, 401, slug="unauthenticated")

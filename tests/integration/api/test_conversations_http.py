@@ -3,12 +3,8 @@ from tests.integration.api.conftest import Api, assert_problem
 
 async def test_direct_conversation_is_unique_per_pair(api: Api) -> None:
     a, b = await api.person(), await api.person()
-    first = await api.client.post(
-        "/api/conversations/", json={"kind": "direct", "members": [b.id]}, headers=a.auth
-    )
-    again = await api.client.post(
-        "/api/conversations/", json={"kind": "direct", "members": [a.id]}, headers=b.auth
-    )
+    first = await api.client.post("/api/conversations/", json={"kind": "direct", "members": [b.id]}, headers=a.auth)
+    again = await api.client.post("/api/conversations/", json={"kind": "direct", "members": [a.id]}, headers=b.auth)
     assert first.status_code == 201
     assert again.status_code == 200
     assert first.json()["id"] == again.json()["id"]
@@ -21,9 +17,7 @@ async def test_direct_conversation_is_unique_per_pair(api: Api) -> None:
 async def test_direct_conversation_needs_exactly_one_known_other(api: Api) -> None:
     a, b, c = await api.person(), await api.person(), await api.person()
     for members in ([], [a.id], [b.id, c.id], ["unknown-user"]):
-        r = await api.client.post(
-            "/api/conversations/", json={"kind": "direct", "members": members}, headers=a.auth
-        )
+        r = await api.client.post("/api/conversations/", json={"kind": "direct", "members": members}, headers=a.auth)
         assert_problem(r, 422, field="members")
 
 
@@ -51,9 +45,7 @@ async def test_non_members_cannot_tell_a_conversation_exists(api: Api) -> None:
         ),
         await api.client.post(f"/api/conversations/{cid}/read/", json={"seq": 1}, headers=outsider.auth),
         await api.client.get(f"/api/messages/{cid}/", headers=outsider.auth),
-        await api.client.post(
-            "/api/messages/", json={"conversation_id": cid, "body": "hi"}, headers=outsider.auth
-        ),
+        await api.client.post("/api/messages/", json={"conversation_id": cid, "body": "hi"}, headers=outsider.auth),
         await api.client.post(f"/api/conversations/{cid}/join/", headers=outsider.auth),
     ]:
         assert_problem(r, 404)
@@ -66,9 +58,7 @@ async def test_inbox_orders_by_activity_with_unread_counts_and_cursor(api: Api) 
     await api.send(other, ids[0], "two")
     await api.send(me, ids[1], "mine")
     first = (await api.client.get("/api/conversations/?limit=2", headers=me.auth)).json()
-    rest = (
-        await api.client.get(f"/api/conversations/?cursor={first['next_cursor']}", headers=me.auth)
-    ).json()
+    rest = (await api.client.get(f"/api/conversations/?cursor={first['next_cursor']}", headers=me.auth)).json()
     order = [c["id"] for c in first["items"] + rest["items"]]
     assert order == [ids[1], ids[0], ids[2]]
     assert rest["next_cursor"] is None
@@ -120,9 +110,7 @@ async def test_rename_and_visibility_are_for_owner_and_admins(api: Api) -> None:
 async def test_direct_conversations_keep_their_shape(api: Api) -> None:
     a, b, c = await api.person(), await api.person(), await api.person()
     cid = await api.direct(a, b)
-    assert_problem(
-        await api.client.patch(f"/api/conversations/{cid}/", json={"title": "x"}, headers=a.auth), 403
-    )
+    assert_problem(await api.client.patch(f"/api/conversations/{cid}/", json={"title": "x"}, headers=a.auth), 403)
     add = await api.client.post(f"/api/conversations/{cid}/members/", json={"user_id": c.id}, headers=a.auth)
     assert_problem(add, 403)
     assert_problem(await api.client.delete(f"/api/conversations/{cid}/members/{a.id}/", headers=a.auth), 403)
@@ -138,12 +126,8 @@ async def test_member_management(api: Api) -> None:
     twice = await api.client.post(base, json={"user_id": admin.id}, headers=owner.auth)
     assert twice.status_code == 200
     assert_problem(await api.client.post(base, json={"user_id": m2.id}, headers=m1.auth), 403)
-    assert_problem(
-        await api.client.post(base, json={"user_id": m2.id, "role": "admin"}, headers=admin.auth), 403
-    )
-    assert_problem(
-        await api.client.post(base, json={"user_id": "ghost"}, headers=owner.auth), 422, field="user_id"
-    )
+    assert_problem(await api.client.post(base, json={"user_id": m2.id, "role": "admin"}, headers=admin.auth), 403)
+    assert_problem(await api.client.post(base, json={"user_id": "ghost"}, headers=owner.auth), 422, field="user_id")
     assert (await api.client.post(base, json={"user_id": m2.id}, headers=admin.auth)).status_code == 201
     assert_problem(await api.client.delete(f"{base}{owner.id}/", headers=admin.auth), 403)
     assert (await api.client.delete(f"{base}{m2.id}/", headers=admin.auth)).status_code == 204
@@ -197,7 +181,5 @@ async def test_public_groups_can_be_discovered_and_joined(api: Api) -> None:
     joined = await api.client.post(f"/api/conversations/{public_ids[0]}/join/", headers=walker.auth)
     assert joined.status_code == 201
     assert joined.json()["role"] == "member"
-    assert (
-        await api.client.post(f"/api/conversations/{public_ids[0]}/join/", headers=walker.auth)
-    ).status_code == 200
+    assert (await api.client.post(f"/api/conversations/{public_ids[0]}/join/", headers=walker.auth)).status_code == 200
     assert_problem(await api.client.post(f"/api/conversations/{private}/join/", headers=walker.auth), 404)

@@ -6,9 +6,7 @@ from tests.integration.api.conftest import Api, assert_problem
 async def test_send_returns_the_full_message(api: Api) -> None:
     a, b = await api.person(), await api.person()
     cid = await api.direct(a, b)
-    r = await api.client.post(
-        "/api/messages/", json={"conversation_id": cid, "body": "hello"}, headers=a.auth
-    )
+    r = await api.client.post("/api/messages/", json={"conversation_id": cid, "body": "hello"}, headers=a.auth)
     assert r.status_code == 201
     m = r.json()
     assert set(m) == {
@@ -66,13 +64,9 @@ async def test_bad_message_input_names_the_field(api: Api) -> None:
         ({"body": "ok"}, "conversation_id"),
     ]
     for payload, field in cases:
-        assert_problem(
-            await api.client.post("/api/messages/", json=payload, headers=a.auth), 422, field=field
-        )
+        assert_problem(await api.client.post("/api/messages/", json=payload, headers=a.auth), 422, field=field)
     assert (
-        await api.client.post(
-            "/api/messages/", json={"conversation_id": cid, "body": "x" * 4000}, headers=a.auth
-        )
+        await api.client.post("/api/messages/", json={"conversation_id": cid, "body": "x" * 4000}, headers=a.auth)
     ).status_code == 201
     page = (await api.client.get(f"/api/messages/{cid}/", headers=a.auth)).json()
     assert len(page["items"]) == 1
@@ -109,12 +103,8 @@ async def test_history_pages_by_seq(api: Api) -> None:
     assert await page("after=5&limit=2") == ([6, 7], False)
     assert await page("after=1&before=5") == ([2, 3, 4], False)
     assert await page("") == ([1, 2, 3, 4, 5, 6, 7], False)
-    assert_problem(
-        await api.client.get(f"/api/messages/{cid}/?limit=201", headers=b.auth), 422, field="limit"
-    )
-    assert_problem(
-        await api.client.get(f"/api/messages/{cid}/?before=-1", headers=b.auth), 422, field="before"
-    )
+    assert_problem(await api.client.get(f"/api/messages/{cid}/?limit=201", headers=b.auth), 422, field="limit")
+    assert_problem(await api.client.get(f"/api/messages/{cid}/?before=-1", headers=b.auth), 422, field="before")
 
 
 async def test_edit_and_delete(api: Api) -> None:
