@@ -87,14 +87,20 @@ def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Respons
 
 
 _NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+_AT_PATH = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
+
+
+def field_in(message: str) -> str | None:
+    """The field a msgspec error message is about: it names unknown and missing fields in
+    the text, and the location of the others as '... - at `$.body`'."""
+    found = _NAMED_FIELD.search(message) or _AT_PATH.search(message)
+    return found.group(1) if found else None
 
 
 def _field_of(item: dict[str, Any]) -> str:
-    """Name the field for msgspec's messages, which name unknown and missing fields in the text."""
-    message = str(item.get("message", ""))
-    found = _NAMED_FIELD.search(message)
+    found = field_in(str(item.get("message", "")))
     if found:
-        return found.group(1)
+        return found
     key = str(item.get("key") or "body")
     return "body" if key == "data" else key
 
@@ -129,4 +135,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: internal_error_handler,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "kind_of", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "field_in", "kind_of", "problem"]

@@ -1,6 +1,6 @@
 """WebSocket frames: client and server frames as msgspec tagged unions, encoded once per event."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -117,17 +117,3 @@ def event_frame(event: ev.Event) -> ServerFrame:
         case ev.ReadMarkerMoved(conversation_id=cid, user_id=uid, seq=seq):
             return ReadFrame(conversation_id=cid, user_id=uid, seq=seq)
     raise TypeError(f"no frame for {event!r}")  # pragma: no cover - the match is exhaustive
-
-
-def error_field(error: msgspec.ValidationError) -> str | None:
-    """msgspec says where: '... - at `$.body`'."""
-    text = str(error)
-    marker = "at `$."
-    if marker not in text:
-        return None
-    return text.rsplit(marker, 1)[1].rstrip("`").split(".")[0].split("[")[0] or None
-
-
-def frame_dict(frame: ServerFrame) -> dict[str, Any]:
-    decoded: dict[str, Any] = msgspec.json.decode(_encoder.encode(frame))
-    return decoded

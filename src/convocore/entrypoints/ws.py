@@ -11,7 +11,7 @@ from convocore.application.accounts import Principal
 from convocore.domain.errors import DomainError, NotFound, Unauthenticated
 from convocore.entrypoints import frames as f
 from convocore.entrypoints.container import Container
-from convocore.entrypoints.errors import kind_of
+from convocore.entrypoints.errors import field_in, kind_of
 from convocore.entrypoints.hub import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Connection, Hub, Send
 from convocore.entrypoints.settings import Settings
 
@@ -76,7 +76,7 @@ class _ChatReader:
         try:
             frame = f.client_decoder.decode(text)
         except msgspec.ValidationError as error:
-            self.error("validation-error", str(error), field=f.error_field(error))
+            self.error("validation-error", str(error), field=field_in(str(error)))
             return
         except msgspec.DecodeError as error:
             self.error("bad-frame", f"not a JSON frame: {error}")
