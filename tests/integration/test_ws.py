@@ -3,7 +3,6 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -174,4 +173,3 @@ async def test_server_survives_abrupt_disconnects(remote: Remote, server: Server
         await wb.send(json.dumps({"type": "ping"}))
         assert await next_frame(wb) == {"type": "pong"}
     assert server.process is not None and server.process.poll() is None
-    _ = Path  # keeps the import for type checkers used by fixtures
