@@ -1,0 +1,144 @@
+"""Explicit mapping between table rows and domain entities, both ways."""
+
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from convocore.adapters.sql import tables
+from convocore.domain.conversations import Conversation, Kind, Member, Role
+from convocore.domain.messages import Message
+from convocore.domain.users import AuthSession, User
+
+Values = dict[str, Any]
+
+
+def user_from_row(row: RowMapping) -> User:
+    c = tables.users.c
+    return User(
+        id=row[c.id],
+        username=row[c.username],
+        display_name=row[c.display_name],
+        password_hash=row[c.password_hash],
+        created_at=row[c.created_at],
+    )
+
+
+def user_values(user: User) -> Values:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "username_key": user.username_key,
+        "display_name": user.display_name,
+        "password_hash": user.password_hash,
+        "created_at": user.created_at,
+    }
+
+
+def session_from_row(row: RowMapping) -> AuthSession:
+    c = tables.sessions.c
+    return AuthSession(
+        id=row[c.id],
+        user_id=row[c.user_id],
+        access_hash=row[c.access_hash],
+        access_expires_at=row[c.access_expires_at],
+        refresh_hash=row[c.refresh_hash],
+        refresh_expires_at=row[c.refresh_expires_at],
+        created_at=row[c.created_at],
+        revoked_at=row[c.revoked_at],
+    )
+
+
+def session_values(session: AuthSession) -> Values:
+    return {
+        "id": session.id,
+        "user_id": session.user_id,
+        "access_hash": session.access_hash,
+        "access_expires_at": session.access_expires_at,
+        "refresh_hash": session.refresh_hash,
+        "refresh_expires_at": session.refresh_expires_at,
+        "created_at": session.created_at,
+        "revoked_at": session.revoked_at,
+    }
+
+
+def conversation_from_row(row: RowMapping) -> Conversation:
+    c = tables.conversations.c
+    return Conversation(
+        id=row[c.id],
+        kind=Kind(row[c.kind]),
+        title=row[c.title],
+        public=row[c.public],
+        created_by=row[c.created_by],
+        created_at=row[c.created_at],
+        last_activity_at=row[c.last_activity_at],
+        last_seq=row[c.last_seq],
+        member_count=row[c.member_count],
+        direct_key=row[c.direct_key],
+    )
+
+
+def conversation_values(conversation: Conversation) -> Values:
+    return {
+        "id": conversation.id,
+        "kind": conversation.kind.value,
+        "title": conversation.title,
+        "public": conversation.public,
+        "created_by": conversation.created_by,
+        "created_at": conversation.created_at,
+        "last_activity_at": conversation.last_activity_at,
+        "last_seq": conversation.last_seq,
+        "member_count": conversation.member_count,
+        "direct_key": conversation.direct_key,
+    }
+
+
+def member_from_row(row: RowMapping) -> Member:
+    c = tables.members.c
+    return Member(
+        conversation_id=row[c.conversation_id],
+        user_id=row[c.user_id],
+        role=Role(row[c.role]),
+        joined_at=row[c.joined_at],
+        last_read_seq=row[c.last_read_seq],
+    )
+
+
+def member_values(member: Member) -> Values:
+    return {
+        "conversation_id": member.conversation_id,
+        "user_id": member.user_id,
+        "role": member.role.value,
+        "joined_at": member.joined_at,
+        "last_read_seq": member.last_read_seq,
+    }
+
+
+def message_from_row(row: RowMapping) -> Message:
+    c = tables.messages.c
+    return Message(
+        id=row[c.id],
+        conversation_id=row[c.conversation_id],
+        seq=row[c.seq],
+        sender_id=row[c.sender_id],
+        body=row[c.body],
+        client_id=row[c.client_id],
+        reply_to=row[c.reply_to],
+        created_at=row[c.created_at],
+        edited_at=row[c.edited_at],
+        deleted=row[c.deleted],
+    )
+
+
+def message_values(message: Message) -> Values:
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "body": message.body,
+        "client_id": message.client_id,
+        "reply_to": message.reply_to,
+        "created_at": message.created_at,
+        "edited_at": message.edited_at,
+        "deleted": message.deleted,
+    }

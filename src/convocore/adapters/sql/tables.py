@@ -1,0 +1,144 @@
+"""The schema as SQLAlchemy Core tables, portable between SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeEngine
+
+from convocore.domain.conversations import TITLE_MAX
+from convocore.domain.messages import CLIENT_ID_MAX
+from convocore.domain.users import DISPLAY_NAME_MAX
+
+ID = 36  # a uuid4 in its canonical text form
+USERNAME = 64  # the domain allows 32; room for a casefold that grows a name
+HASH = 255  # argon2 encodings and hex digests both fit
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def bytewise(length: int) -> TypeEngine[str]:
+    """A string compared bytewise on every backend, as Python compares ``str``.
+
+    SQLite's default collation is already bytewise; PostgreSQL's depends on the database's locale,
+    and keyset paging only works when the database orders rows exactly as the cursor does.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no zone-aware type, so values are stored as naive UTC text (fixed width, so it
+    sorts chronologically) and the zone is put back when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", bytewise(ID), primary_key=True),
+    Column("username", bytewise(USERNAME), nullable=False),
+    Column("username_key", bytewise(USERNAME), nullable=False, unique=True),
+    Column("display_name", bytewise(DISPLAY_NAME_MAX), nullable=False),
+    Column("password_hash", bytewise(HASH), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", bytewise(ID), primary_key=True),
+    Column("user_id", bytewise(ID), ForeignKey(users.c.id), nullable=False, index=True),
+    Column("access_hash", bytewise(HASH), nullable=False, unique=True),
+    Column("access_expires_at", UtcDateTime(), nullable=False),
+    Column("refresh_hash", bytewise(HASH), nullable=False, unique=True),
+    Column("refresh_expires_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", bytewise(ID), primary_key=True),
+    Column("kind", bytewise(16), nullable=False),
+    Column("title", bytewise(TITLE_MAX), nullable=True),
+    Column("public", Boolean(), nullable=False),
+    Column("created_by", bytewise(ID), ForeignKey(users.c.id), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_activity_at", UtcDateTime(), nullable=False),
+    Column("last_seq", Integer(), nullable=False),
+    Column("member_count", Integer(), nullable=False),
+    # NULL for groups; NULLs never clash in a unique index, on either backend.
+    Column("direct_key", bytewise(2 * ID + 1), nullable=True, unique=True),
+    Index(None, "last_activity_at", "id"),
+    Index(None, "public", "title", "id"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("conversation_id", bytewise(ID), ForeignKey(conversations.c.id), nullable=False),
+    Column("user_id", bytewise(ID), ForeignKey(users.c.id), nullable=False, index=True),
+    Column("role", bytewise(16), nullable=False),
+    Column("joined_at", UtcDateTime(), nullable=False),
+    Column("last_read_seq", Integer(), nullable=False),
+    PrimaryKeyConstraint("conversation_id", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("conversation_id", bytewise(ID), ForeignKey(conversations.c.id), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("id", bytewise(ID), nullable=False),
+    Column("sender_id", bytewise(ID), ForeignKey(users.c.id), nullable=False),
+    Column("body", Text(), nullable=False),
+    Column("client_id", bytewise(CLIENT_ID_MAX), nullable=True),
+    Column("reply_to", Integer(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("edited_at", UtcDateTime(), nullable=True),
+    Column("deleted", Boolean(), nullable=False),
+    # History is read as ranges of seq within one conversation: the key is that range's index.
+    PrimaryKeyConstraint("conversation_id", "seq"),
+    UniqueConstraint("conversation_id", "sender_id", "client_id"),
+)

@@ -1,0 +1,136 @@
+"""Engines, schema, and the SQL unit of work: one transaction on one Core connection."""
+
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Connection, CursorResult, Executable, event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from convocore.adapters.sql.errors import translate_errors
+from convocore.adapters.sql.repositories import (
+    SqlAlchemyConversationRepository,
+    SqlAlchemyMemberRepository,
+    SqlAlchemyMessageRepository,
+    SqlAlchemySessionRepository,
+    SqlAlchemyUserRepository,
+)
+from convocore.adapters.sql.tables import metadata
+from convocore.application.ports import (
+    ConversationRepository,
+    MemberRepository,
+    MessageRepository,
+    SessionRepository,
+    UserRepository,
+)
+from convocore.domain.errors import Unavailable
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An engine for ``url``; plain ``sqlite:`` and ``postgresql:`` URLs get the async drivers."""
+    parsed = make_url(url)
+    parsed = parsed.set(drivername=_ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_timeout=30, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    # Exactly one connection per process, so units of work queue for it and run one at a time.
+    # That is what makes seq allocation race-free here: SQLite has no SELECT ... FOR UPDATE, but
+    # nothing can interleave with a transaction that has the only connection. (It costs nothing:
+    # SQLite admits one writer at a time anyway.) An in-memory database gets the same pool rather
+    # than StaticPool, which would hand the one connection to two units of work at once; a pooled
+    # connection is never recycled, so the database lives as long as the engine.
+    engine = create_async_engine(url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=30)
+    event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    event.listen(engine.sync_engine, "begin", _begin_immediate)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Stop the sqlite3 module from starting transactions itself (it would skip BEGIN before
+    # SELECTs, so reads would not share the transaction); _begin_immediate does it instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _begin_immediate(connection: Connection) -> None:
+    # Take the write lock up front, which carries the one-at-a-time rule to other processes
+    # sharing the file: they wait (busy_timeout) instead of failing half-way with a stale snapshot.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create whatever tables and indexes are missing; safe to run on every start."""
+    with translate_errors():
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+
+
+async def drop_schema(engine: AsyncEngine) -> None:
+    with translate_errors():
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.drop_all)
+
+
+class SqlAlchemyUnitOfWork:
+    """Holds one pooled connection for the whole block; leaving it rolls back what was not committed."""
+
+    def __init__(self, *, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+        # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
+        self.users: UserRepository = SqlAlchemyUserRepository(self._execute)
+        self.sessions: SessionRepository = SqlAlchemySessionRepository(self._execute)
+        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(self._execute)
+        self.members: MemberRepository = SqlAlchemyMemberRepository(self._execute)
+        self.messages: MessageRepository = SqlAlchemyMessageRepository(self._execute)
+
+    async def __aenter__(self) -> Self:
+        with translate_errors():
+            self._connection = await self._engine.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            with translate_errors():
+                await connection.close()  # which rolls back whatever was not committed
+        except Unavailable:
+            # A dead connection takes its transaction with it; report that only when no other
+            # error is already on its way out, so the first cause is not masked.
+            if exc is None:
+                raise
+
+    async def commit(self) -> None:
+        with translate_errors():
+            await self._live().commit()
+
+    async def _execute(self, statement: Executable) -> CursorResult[Any]:
+        with translate_errors():
+            return await self._live().execute(statement)
+
+    def _live(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("use the unit of work inside 'async with'")
+        return self._connection
+
+
+class SqlAlchemyUnitOfWorkFactory:
+    def __init__(self, *, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def __call__(self) -> SqlAlchemyUnitOfWork:
+        return SqlAlchemyUnitOfWork(engine=self.engine)
