@@ -12,7 +12,16 @@ from collections.abc import Callable, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from convocore.application.ports import InboxCursor, InboxEntry, TitleCursor
+from convocore.application.ports import (
+    ConversationRepository,
+    InboxCursor,
+    InboxEntry,
+    MemberRepository,
+    MessageRepository,
+    SessionRepository,
+    TitleCursor,
+    UserRepository,
+)
 from convocore.domain.conversations import Conversation, Member
 from convocore.domain.errors import Conflict
 from convocore.domain.events import Event
@@ -58,6 +67,12 @@ class _Journal:
 
 
 T = TypeVar("T")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    """Case folding as SQLite's lower() does it, so every adapter matches the same titles."""
+    return text.translate(_ASCII_LOWER)
 
 
 def _copy(entity: T) -> T:
@@ -109,6 +124,8 @@ class MemorySessionRepository:
         self._s, self._j = store, journal
 
     async def add(self, session: AuthSession) -> None:
+        if session.id in self._s.sessions:
+            raise Conflict("a session with this id exists", field="id")
         await self.save(session)
 
     async def get(self, session_id: str) -> AuthSession | None:
@@ -221,10 +238,12 @@ class MemoryMessageRepository:
         history = self._s.messages.setdefault(message.conversation_id, [])
         if message.seq != len(history) + 1:
             raise Conflict("seq must follow the last one", field="seq")
+        key = (message.conversation_id, message.sender_id, message.client_id or "")
+        if message.client_id is not None and key in self._s.client_ids:
+            raise Conflict("that client_id was used already", field="client_id")
         history.append(_copy(message))
         self._j.undo.append(lambda: history.__delitem__(-1))
         if message.client_id is not None:
-            key = (message.conversation_id, message.sender_id, message.client_id)
             self._j.put(self._s.client_ids, key, message.seq)
 
     async def get(self, conversation_id: str, seq: int) -> Message | None:
@@ -248,7 +267,7 @@ class MemoryMessageRepository:
         if hi <= lo:
             return []
         window = history[lo:hi]
-        chosen = window[-limit:] if after is None else window[:limit]
+        chosen = window[max(len(window) - limit, 0) :] if after is None else window[:limit]
         return [_copy(m) for m in chosen]
 
 
@@ -256,11 +275,11 @@ class MemoryUnitOfWork:
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self._journal = _Journal()
-        self.users = MemoryUserRepository(store, self._journal)
-        self.sessions = MemorySessionRepository(store, self._journal)
-        self.conversations = MemoryConversationRepository(store, self._journal)
-        self.members = MemoryMemberRepository(store, self._journal)
-        self.messages = MemoryMessageRepository(store, self._journal)
+        self.users: UserRepository = MemoryUserRepository(store, self._journal)
+        self.sessions: SessionRepository = MemorySessionRepository(store, self._journal)
+        self.conversations: ConversationRepository = MemoryConversationRepository(store, self._journal)
+        self.members: MemberRepository = MemoryMemberRepository(store, self._journal)
+        self.messages: MessageRepository = MemoryMessageRepository(store, self._journal)
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()

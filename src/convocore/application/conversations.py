@@ -50,12 +50,15 @@ async def _detail(uow: UnitOfWork, conversation: Conversation) -> ConversationDe
 async def load_for_member(
     uow: UnitOfWork, *, conversation_id: str, user_id: str, for_update: bool = False
 ) -> tuple[Conversation, Member]:
-    """The conversation and the caller's membership; a non-member gets NotFound."""
-    member = require_member(await uow.members.get(conversation_id, user_id))
+    """The conversation and the caller's membership; a non-member gets NotFound.
+
+    With ``for_update`` the conversation row is locked before the member is read, so every
+    writer of member rows (posts move read markers, role changes) is serialised by that lock.
+    """
     conversation = await uow.conversations.get(conversation_id, for_update=for_update)
     if conversation is None:
         raise NotFound("no such conversation")
-    return conversation, member
+    return conversation, require_member(await uow.members.get(conversation_id, user_id))
 
 
 async def _publish(broadcaster: Broadcaster, events: Sequence[Event]) -> None:
@@ -82,16 +85,21 @@ class StartConversation:
             if len(members) != 1 or not others:
                 raise Invalid("a direct conversation names exactly one other user", field="members")
             try:
-                return await self._start_direct(user_id=user_id, other=others[0])
+                detail, created = await self._start_direct(user_id=user_id, other=others[0])
             except Conflict:  # a concurrent request created the pair's conversation first
                 async with self._uow() as uow:
                     existing = await uow.conversations.get_direct(direct_key(user_id, others[0]))
                     if existing is None:
                         raise
                     return await _detail(uow, existing), False
-        if len(others) >= MAX_GROUP_MEMBERS:
-            raise Invalid(f"a group holds at most {MAX_GROUP_MEMBERS} members", field="members")
-        return await self._start_group(user_id=user_id, others=others, title=title, public=public), True
+        else:
+            if len(others) >= MAX_GROUP_MEMBERS:
+                raise Invalid(f"a group holds at most {MAX_GROUP_MEMBERS} members", field="members")
+            detail, created = await self._start_group(user_id=user_id, others=others, title=title, public=public), True
+        if created:  # only now, outside the unit of work: nothing uncommitted is broadcast
+            joined = [MemberJoined(conversation_id=detail.conversation.id, member=m) for m in detail.members]
+            await _publish(self._broadcaster, joined)
+        return detail, created
 
     async def _start_direct(self, *, user_id: str, other: str) -> tuple[ConversationDetail, bool]:
         now = self._clock.now()
@@ -130,7 +138,6 @@ class StartConversation:
             await uow.members.add(member)
         detail = await _detail(uow, conversation)
         await uow.commit()
-        await _publish(self._broadcaster, [MemberJoined(conversation_id=conversation.id, member=m) for m in members])
         return detail
 
 
@@ -168,6 +175,7 @@ class UpdateConversation:
             conversation, actor = await load_for_member(
                 uow, conversation_id=conversation_id, user_id=user_id, for_update=True
             )
+            conversation.authorize_update(actor=actor)
             if title is not None:
                 conversation.rename(actor=actor, title=title)
             if public is not None:
@@ -210,12 +218,12 @@ class JoinConversation:
 
     async def execute(self, *, user_id: str, conversation_id: str) -> tuple[Member, bool]:
         async with self._uow() as uow:
-            existing = await uow.members.get(conversation_id, user_id)
-            if existing is not None:
-                return existing, False
             conversation = await uow.conversations.get(conversation_id, for_update=True)
             if conversation is None:
                 raise NotFound("no such conversation")
+            existing = await uow.members.get(conversation_id, user_id)
+            if existing is not None:
+                return existing, False
             member = conversation.join(user_id=user_id, now=self._clock.now())
             await uow.members.add(member)
             await uow.conversations.save(conversation)
@@ -301,7 +309,9 @@ class MarkRead:
     async def execute(self, *, user_id: str, conversation_id: str, seq: int) -> tuple[Member, int]:
         """Returns the membership and the conversation's last seq."""
         async with self._uow() as uow:
-            conversation, member = await load_for_member(uow, conversation_id=conversation_id, user_id=user_id)
+            conversation, member = await load_for_member(
+                uow, conversation_id=conversation_id, user_id=user_id, for_update=True
+            )
             before = member.last_read_seq
             member.mark_read(seq=seq, last_seq=conversation.last_seq)
             if member.last_read_seq == before:

@@ -108,6 +108,11 @@ class Conversation:
         self.member_count += 1
         return Member(conversation_id=self.id, user_id=user_id, role=role, joined_at=now, last_read_seq=self.last_seq)
 
+    def authorize_update(self, *, actor: Member) -> None:
+        """Changing a conversation's settings, even to the same values, is for its managers."""
+        self._require_group("changed")
+        self._require_manager(actor)
+
     def rename(self, *, actor: Member, title: str | None) -> None:
         self._require_group("renamed")
         self._require_manager(actor)
