@@ -240,7 +240,7 @@ class MemoryMessageRepository:
             raise Conflict("seq must follow the last one", field="seq")
         key = (message.conversation_id, message.sender_id, message.client_id or "")
         if message.client_id is not None and key in self._s.client_ids:
-            raise Conflict("that client_id was used already", field="client_id")
+            raise Conflict("that client_id was already used", field="client_id")
         history.append(_copy(message))
         self._j.undo.append(lambda: history.__delitem__(-1))
         if message.client_id is not None:

@@ -84,6 +84,11 @@ class StartConversation:
         if kind is Kind.DIRECT:
             if len(members) != 1 or not others:
                 raise Invalid("a direct conversation names exactly one other user", field="members")
+            if title is not None or public:
+                raise Invalid(
+                    "direct conversations have no title and are never public",
+                    field="title" if title is not None else "public",
+                )
             try:
                 detail, created = await self._start_direct(user_id=user_id, other=others[0])
             except Conflict:  # a concurrent request created the pair's conversation first
@@ -97,7 +102,10 @@ class StartConversation:
                 raise Invalid(f"a group holds at most {MAX_GROUP_MEMBERS} members", field="members")
             detail, created = await self._start_group(user_id=user_id, others=others, title=title, public=public), True
         if created:  # only now, outside the unit of work: nothing uncommitted is broadcast
-            joined = [MemberJoined(conversation_id=detail.conversation.id, member=m) for m in detail.members]
+            cid = detail.conversation.id
+            joined = [
+                MemberJoined(conversation_id=cid, member=m, user=detail.users.get(m.user_id)) for m in detail.members
+            ]
             await _publish(self._broadcaster, joined)
         return detail, created
 
@@ -176,12 +184,15 @@ class UpdateConversation:
                 uow, conversation_id=conversation_id, user_id=user_id, for_update=True
             )
             conversation.authorize_update(actor=actor)
+            before = (conversation.title, conversation.public)
             if title is not None:
                 conversation.rename(actor=actor, title=title)
             if public is not None:
                 conversation.set_public(actor=actor, public=public)
-            await uow.conversations.save(conversation)
             detail = await _detail(uow, conversation)
+            if (conversation.title, conversation.public) == before:
+                return detail
+            await uow.conversations.save(conversation)
             await uow.commit()
         await self._broadcaster.publish(ConversationUpdated(conversation=conversation))
         return detail
@@ -199,16 +210,18 @@ class AddMember:
             conversation, actor = await load_for_member(
                 uow, conversation_id=conversation_id, user_id=user_id, for_update=True
             )
+            conversation.authorize_add(actor=actor, role=role)
             existing = await uow.members.get(conversation_id, new_user_id)
             if existing is not None:
                 return existing, False
-            if await uow.users.get(new_user_id) is None:
+            user = await uow.users.get(new_user_id)
+            if user is None:
                 raise Invalid("no user with that id", field="user_id")
             member = conversation.add(actor=actor, user_id=new_user_id, role=role, now=self._clock.now())
             await uow.members.add(member)
             await uow.conversations.save(conversation)
             await uow.commit()
-        await self._broadcaster.publish(MemberJoined(conversation_id=conversation_id, member=member))
+        await self._broadcaster.publish(MemberJoined(conversation_id=conversation_id, member=member, user=user))
         return member, True
 
 
@@ -225,10 +238,11 @@ class JoinConversation:
             if existing is not None:
                 return existing, False
             member = conversation.join(user_id=user_id, now=self._clock.now())
+            user = await uow.users.get(user_id)
             await uow.members.add(member)
             await uow.conversations.save(conversation)
             await uow.commit()
-        await self._broadcaster.publish(MemberJoined(conversation_id=conversation_id, member=member))
+        await self._broadcaster.publish(MemberJoined(conversation_id=conversation_id, member=member, user=user))
         return member, True
 
 
@@ -273,7 +287,10 @@ class ChangeRole:
             target = actor if target_user_id == user_id else await uow.members.get(conversation_id, target_user_id)
             if target is None:
                 raise NotFound("that user is not a member")
+            previous = target.role
             demoted = conversation.change_role(actor=actor, target=target, role=role)
+            if target.role is previous:
+                return target  # nothing changed: nothing to store or announce
             await uow.members.save(target)
             if demoted is not None:
                 await uow.members.save(demoted)

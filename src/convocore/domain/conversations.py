@@ -123,17 +123,22 @@ class Conversation:
         self._require_manager(actor)
         self.public = public
 
-    def add(self, *, actor: Member, user_id: str, role: Role, now: datetime) -> Member:
+    def authorize_add(self, *, actor: Member, role: Role) -> None:
         self._require_group("given new members")
         self._require_manager(actor)
         if role is Role.OWNER or (role is Role.ADMIN and actor.role is not Role.OWNER):
             raise Forbidden("only the owner appoints admins, and ownership is handed over by a role change")
+
+    def add(self, *, actor: Member, user_id: str, role: Role, now: datetime) -> Member:
+        self.authorize_add(actor=actor, role=role)
         return self.admit(user_id=user_id, role=role, now=now)
 
     def join(self, *, user_id: str, now: datetime) -> Member:
         if self.is_direct or not self.public:
             raise NotFound("no such conversation")
-        return self.admit(user_id=user_id, role=Role.MEMBER, now=now)
+        # Someone must be able to manage a group its last member left: the first to come back.
+        role = Role.OWNER if self.member_count == 0 else Role.MEMBER
+        return self.admit(user_id=user_id, role=role, now=now)
 
     def remove(self, *, actor: Member, target: Member, successor: Member | None) -> Member | None:
         """Remove ``target`` (or let ``actor`` leave). Returns a member promoted to owner, if any."""

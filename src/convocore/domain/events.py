@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from convocore.domain.conversations import Conversation, Member
 from convocore.domain.messages import Message
+from convocore.domain.users import User
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +38,7 @@ class MessageDeleted:
 class MemberJoined:
     conversation_id: str
     member: Member
+    user: User | None = None  # who joined, for clients to show without a lookup
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -53,7 +53,6 @@ class Message:
             return False
         self.deleted = True
         self.body = ""
-        self.edited_at = now
         return True
 
 

@@ -48,6 +48,7 @@ class MessageDeletedFrame(ServerFrame, tag="message.deleted"):
 class MemberJoinedFrame(ServerFrame, tag="member.joined"):
     conversation_id: str
     member: s.MemberOut
+    user: s.UserOut | None
 
 
 class MemberLeftFrame(ServerFrame, tag="member.left"):
@@ -106,8 +107,9 @@ def event_frame(event: ev.Event) -> ServerFrame:
             return MessageUpdatedFrame(conversation_id=m.conversation_id, message=s.message_out(m))
         case ev.MessageDeleted(message=m):
             return MessageDeletedFrame(conversation_id=m.conversation_id, message=s.message_out(m))
-        case ev.MemberJoined(conversation_id=cid, member=member):
-            return MemberJoinedFrame(conversation_id=cid, member=s.member_out(member))
+        case ev.MemberJoined(conversation_id=cid, member=member, user=user):
+            profile = s.user_out(user) if user is not None else None
+            return MemberJoinedFrame(conversation_id=cid, member=s.member_out(member), user=profile)
         case ev.MemberLeft(conversation_id=cid, user_id=uid, removed_by=by):
             return MemberLeftFrame(conversation_id=cid, user_id=uid, removed_by=by)
         case ev.MemberRoleChanged(conversation_id=cid, member=member):

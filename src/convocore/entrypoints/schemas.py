@@ -13,7 +13,7 @@ from convocore.application.ports import InboxCursor, InboxEntry, TitleCursor
 from convocore.domain.conversations import TITLE_MAX, Conversation, Member
 from convocore.domain.errors import Invalid
 from convocore.domain.messages import BODY_MAX, CLIENT_ID_MAX, Message
-from convocore.domain.users import User
+from convocore.domain.users import DISPLAY_NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE, User
 
 Body = Annotated[str, msgspec.Meta(min_length=1, max_length=BODY_MAX)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)]
@@ -25,15 +25,20 @@ class In(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Request bodies: unknown fields are an error, not silently dropped."""
 
 
+Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=USERNAME_RE.pattern)]
+Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
+
+
 class RegisterIn(In):
-    username: Annotated[str, msgspec.Meta(max_length=64)]
-    password: Annotated[str, msgspec.Meta(max_length=256)]
-    display_name: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    username: Username
+    password: Password
+    display_name: Annotated[str, msgspec.Meta(max_length=DISPLAY_NAME_MAX)] | None = None
 
 
 class LoginIn(In):
-    username: Annotated[str, msgspec.Meta(max_length=64)]
-    password: Annotated[str, msgspec.Meta(max_length=256)]
+    # Loose on purpose: a login with a malformed name is just a failed login (401), not a hint.
+    username: Annotated[str, msgspec.Meta(max_length=256)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 class RefreshIn(In):
@@ -115,12 +120,18 @@ class MessagePage(msgspec.Struct, kw_only=True):
 
 
 class MemberOut(msgspec.Struct, kw_only=True):
+    conversation_id: str
     user_id: str
     role: str
     joined_at: datetime
     last_read_seq: int
-    username: str | None = None
-    display_name: str | None = None
+
+
+class RosterMemberOut(MemberOut, kw_only=True):
+    """A member as listed in a conversation's detail, with who they are."""
+
+    username: str
+    display_name: str
 
 
 class ConversationOut(msgspec.Struct, kw_only=True):
@@ -133,7 +144,7 @@ class ConversationOut(msgspec.Struct, kw_only=True):
     last_activity_at: datetime
     last_seq: int
     member_count: int
-    members: list[MemberOut]
+    members: list[RosterMemberOut]
 
 
 class InboxItemOut(msgspec.Struct, kw_only=True):
@@ -204,14 +215,25 @@ def message_out(m: Message) -> MessageOut:
     )
 
 
-def member_out(member: Member, user: User | None = None) -> MemberOut:
+def member_out(member: Member) -> MemberOut:
     return MemberOut(
+        conversation_id=member.conversation_id,
         user_id=member.user_id,
         role=member.role.value,
         joined_at=member.joined_at,
         last_read_seq=member.last_read_seq,
-        username=user.username if user else None,
-        display_name=user.display_name if user else None,
+    )
+
+
+def roster_member_out(member: Member, user: User | None) -> RosterMemberOut:
+    return RosterMemberOut(
+        conversation_id=member.conversation_id,
+        user_id=member.user_id,
+        role=member.role.value,
+        joined_at=member.joined_at,
+        last_read_seq=member.last_read_seq,
+        username=user.username if user else "",
+        display_name=user.display_name if user else "",
     )
 
 
@@ -227,7 +249,7 @@ def conversation_out(detail: ConversationDetail) -> ConversationOut:
         last_activity_at=c.last_activity_at,
         last_seq=c.last_seq,
         member_count=c.member_count,
-        members=[member_out(m, detail.users.get(m.user_id)) for m in detail.members],
+        members=[roster_member_out(m, detail.users.get(m.user_id)) for m in detail.members],
     )
 
 

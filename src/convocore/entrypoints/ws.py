@@ -67,8 +67,11 @@ class _ChatReader:
             text = message.get("text")
             if not isinstance(text, str):
                 self.error("bad-frame", "binary frames are not supported; send JSON text frames")
-            elif len(text) > self.settings.ws_max_frame_bytes:
-                self.error("frame-too-large", f"frames are at most {self.settings.ws_max_frame_bytes} characters")
+            elif (
+                len(text) > self.settings.ws_max_frame_bytes // 4
+                and len(text.encode()) > self.settings.ws_max_frame_bytes
+            ):
+                self.error("frame-too-large", f"frames are at most {self.settings.ws_max_frame_bytes} bytes")
             else:
                 await self.handle(text)
 

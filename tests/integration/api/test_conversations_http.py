@@ -183,3 +183,40 @@ async def test_public_groups_can_be_discovered_and_joined(api: Api) -> None:
     assert joined.json()["role"] == "member"
     assert (await api.client.post(f"/api/conversations/{public_ids[0]}/join/", headers=walker.auth)).status_code == 200
     assert_problem(await api.client.post(f"/api/conversations/{private}/join/", headers=walker.auth), 404)
+
+
+async def test_adding_an_existing_member_still_needs_the_right_to_add(api: Api) -> None:
+    owner, m1, m2 = await api.person(), await api.person(), await api.person()
+    cid = await api.group(owner, m1, m2)
+    r = await api.client.post(f"/api/conversations/{cid}/members/", json={"user_id": m2.id}, headers=m1.auth)
+    assert_problem(r, 403)
+
+
+async def test_the_first_to_join_an_abandoned_public_group_owns_it(api: Api) -> None:
+    owner, walker = await api.person(), await api.person()
+    cid = await api.group(owner, title="left behind", public=True)
+    assert (
+        await api.client.delete(f"/api/conversations/{cid}/members/{owner.id}/", headers=owner.auth)
+    ).status_code == 204
+    joined = await api.client.post(f"/api/conversations/{cid}/join/", headers=walker.auth)
+    assert joined.json()["role"] == "owner"
+
+
+async def test_direct_conversations_reject_a_title_or_publicity(api: Api) -> None:
+    a, b = await api.person(), await api.person()
+    for extra, field in (({"title": "x"}, "title"), ({"public": True}, "public")):
+        r = await api.client.post(
+            "/api/conversations/", json={"kind": "direct", "members": [b.id], **extra}, headers=a.auth
+        )
+        assert_problem(r, 422, field=field)
+
+
+async def test_member_responses_and_roster(api: Api) -> None:
+    owner, m = await api.person(), await api.person()
+    cid = await api.group(owner)
+    added = (
+        await api.client.post(f"/api/conversations/{cid}/members/", json={"user_id": m.id}, headers=owner.auth)
+    ).json()
+    assert set(added) == {"conversation_id", "user_id", "role", "joined_at", "last_read_seq"}
+    roster = (await api.client.get(f"/api/conversations/{cid}/", headers=m.auth)).json()["members"]
+    assert {x["username"] for x in roster} == {owner.username, m.username}

@@ -120,6 +120,7 @@ async def test_edit_and_delete(api: Api) -> None:
     gone = await api.client.delete(url, headers=owner.auth)
     assert gone.status_code == 200
     assert (gone.json()["deleted"], gone.json()["body"], gone.json()["seq"]) == (True, "", 1)
+    assert gone.json()["edited_at"] is not None  # it was edited before it was deleted
     assert_problem(await api.client.patch(url, json={"body": "revive"}, headers=author.auth), 409)
     assert (await api.client.delete(f"/api/messages/{cid}/2/", headers=author.auth)).status_code == 200
     assert_problem(await api.client.delete(f"/api/messages/{cid}/9/", headers=author.auth), 404)
