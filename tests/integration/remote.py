@@ -64,8 +64,8 @@ class Remote:
         return websockets.connect(f"{self.ws_url}/ws/chat/{conversation_id}/{query}", open_timeout=10)
 
 
-async def next_frame(ws: Any, timeout: float = 5, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The next server frame, passing over frame types in ``skip``."""
+async def next_frame(ws: Any, timeout: float = 5, *, skip: tuple[str, ...] = ("presence",)) -> dict[str, Any]:
+    """The next server frame, passing over frame types in ``skip`` (presence, unless told)."""
     while True:
         frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         if frame["type"] not in skip:

@@ -192,6 +192,9 @@ class MemoryConversationRepository:
             )
         return entries
 
+    async def memberships(self, user_id: str) -> list[tuple[str, int]]:
+        return [(cid, self._s.conversations[cid].last_seq) for cid in self._s.memberships.get(user_id, {})]
+
     async def public(self, *, query: str, after: TitleCursor | None, limit: int) -> list[Conversation]:
         needle = query.lower()
         found = [
@@ -306,6 +309,30 @@ class MemoryUnitOfWorkFactory:
 
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
+
+
+class MemoryPresenceStore:
+    """Presence for one process: its own sockets are all there is."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, int] = {}
+
+    async def connected(self, user_id: str) -> bool:
+        self._sockets[user_id] = self._sockets.get(user_id, 0) + 1
+        return self._sockets[user_id] == 1
+
+    async def disconnected(self, user_id: str) -> bool:
+        left = self._sockets.get(user_id, 0) - 1
+        if left > 0:
+            self._sockets[user_id] = left
+            return False
+        return self._sockets.pop(user_id, None) is not None
+
+    async def expired(self) -> list[str]:
+        return []  # a process cannot outlive itself
+
+    async def online(self, user_ids: Sequence[str]) -> set[str]:
+        return {uid for uid in user_ids if uid in self._sockets}
 
 
 Listener = Callable[[Event], None]

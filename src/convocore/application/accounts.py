@@ -1,10 +1,18 @@
 """Use cases for accounts: register, log in, refresh, log out, authenticate, find people."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from convocore.application.ports import Clock, IdGenerator, PasswordHasher, TokenGenerator, UnitOfWorkFactory
+from convocore.application.ports import (
+    Broadcaster,
+    Clock,
+    IdGenerator,
+    PasswordHasher,
+    TokenGenerator,
+    UnitOfWorkFactory,
+)
 from convocore.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from convocore.domain.events import SessionRevoked
 from convocore.domain.users import (
     AuthSession,
     User,
@@ -131,6 +139,7 @@ class Principal:
 
     user_id: str
     session_id: str
+    expires_at: datetime
 
 
 class Authenticate:
@@ -145,12 +154,12 @@ class Authenticate:
         if session is None:
             raise Unauthenticated("the access token is unknown")
         session.check_access(now=self._clock.now())
-        return Principal(user_id=session.user_id, session_id=session.id)
+        return Principal(user_id=session.user_id, session_id=session.id, expires_at=session.access_expires_at)
 
 
 class LogOut:
-    def __init__(self, *, uow: UnitOfWorkFactory, clock: Clock) -> None:
-        self._uow, self._clock = uow, clock
+    def __init__(self, *, uow: UnitOfWorkFactory, clock: Clock, broadcaster: Broadcaster) -> None:
+        self._uow, self._clock, self._broadcaster = uow, clock, broadcaster
 
     async def execute(self, *, principal: Principal) -> None:
         async with self._uow() as uow:
@@ -160,6 +169,7 @@ class LogOut:
             session.revoke(now=self._clock.now())
             await uow.sessions.save(session)
             await uow.commit()
+        await self._broadcaster.publish(SessionRevoked(user_id=session.user_id, session_id=session.id))
 
 
 class GetUser:

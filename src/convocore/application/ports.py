@@ -66,6 +66,9 @@ class ConversationRepository(Protocol):
     async def inbox(self, *, user_id: str, before: InboxCursor | None, limit: int) -> list[InboxEntry]:
         """The user's conversations, most recent activity first, strictly after ``before``."""
 
+    async def memberships(self, user_id: str) -> list[tuple[str, int]]:
+        """(conversation id, last seq) for every conversation the user belongs to."""
+
     async def public(self, *, query: str, after: TitleCursor | None, limit: int) -> list[Conversation]:
         """Public groups whose title contains ``query`` (ignoring ASCII case), ordered by title then id."""
 
@@ -114,6 +117,21 @@ class Broadcaster(Protocol):
     """Live delivery of committed events to every process's subscribers."""
 
     async def publish(self, event: Event) -> None: ...
+
+
+class PresenceStore(Protocol):
+    """Who has a live socket anywhere. Entries of a process that dies expire on their own."""
+
+    async def connected(self, user_id: str) -> bool:
+        """Count a socket in; True when the user was offline everywhere until now."""
+
+    async def disconnected(self, user_id: str) -> bool:
+        """Count a socket out; True when the user has no socket left anywhere."""
+
+    async def expired(self) -> list[str]:
+        """Users whose last socket was on a process that stopped refreshing; each reported once."""
+
+    async def online(self, user_ids: Sequence[str]) -> set[str]: ...
 
 
 class PasswordHasher(Protocol):

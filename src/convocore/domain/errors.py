@@ -36,3 +36,11 @@ class Unavailable(DomainError):
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class RateLimited(DomainError):
+    """Too much too fast; the caller may try again after ``retry_after`` seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

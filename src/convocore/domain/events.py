@@ -70,6 +70,31 @@ class ReadMarkerMoved:
     seq: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserTyping:
+    """Ephemeral: never stored."""
+
+    conversation_id: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresenceChanged:
+    """A person came online (first socket anywhere) or went offline (last one gone)."""
+
+    user_id: str
+    online: bool
+    conversation_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRevoked:
+    """A login ended (logout); every socket opened with it must close."""
+
+    user_id: str
+    session_id: str
+
+
 Event = (
     MessageCreated
     | MessageUpdated
@@ -79,4 +104,7 @@ Event = (
     | MemberRoleChanged
     | ConversationUpdated
     | ReadMarkerMoved
+    | UserTyping
+    | PresenceChanged
+    | SessionRevoked
 )

@@ -1,7 +1,9 @@
 """The Litestar application: routes, error map, OpenAPI, and the lifespan of the adapters."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, get
@@ -12,14 +14,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from convocore import __version__
+from convocore.adapters.redis_broadcaster import RedisBroadcaster
 from convocore.adapters.sql.unit_of_work import create_schema
+from convocore.application.realtime import Backlog
 from convocore.entrypoints import http_accounts, http_conversations, http_messages
 from convocore.entrypoints.container import Container
 from convocore.entrypoints.deps import provide_container
 from convocore.entrypoints.errors import EXCEPTION_HANDLERS
 from convocore.entrypoints.hub import Hub
 from convocore.entrypoints.settings import Settings
-from convocore.entrypoints.ws import chat_socket
+from convocore.entrypoints.ws import chat_socket, user_socket
 
 
 def build_container(settings: Settings) -> Container:
@@ -32,9 +36,55 @@ def build_container(settings: Settings) -> Container:
             "refresh_ttl_s": settings.refresh_ttl_s,
             "argon2_time_cost": settings.argon2_time_cost,
             "argon2_memory_cost": settings.argon2_memory_cost,
+            "broadcaster": "redis" if settings.redis_url else "memory",
+            "redis_url": settings.redis_url,
+            "presence_ttl_s": settings.presence_ttl_s,
+            "typing_burst": settings.typing_burst,
+            "typing_window_s": settings.typing_window_s,
         }
     )
     return container
+
+
+Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
+
+
+def _wire_realtime(container: Container, settings: Settings) -> tuple[Hub, Lifespan]:
+    """The hub hears this process's events from the broadcaster, and other processes' events
+    (already encoded) from Redis when there is one."""
+
+    async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
+        return await container.catch_up().execute(conversation_id=conversation_id, after=after, limit=limit)
+
+    hub = Hub(fetch=fetch, resync_limit=settings.resync_limit)
+    broadcaster = container.broadcaster()
+    broadcaster.add_listener(hub.dispatch)
+    presence = container.presence()
+    if isinstance(broadcaster, RedisBroadcaster):
+        broadcaster.add_remote_listener(hub.dispatch_wire)
+        broadcaster.on_resubscribed(hub.catch_up_all)
+
+    async def reap_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.presence_ttl_s / 3)
+            with contextlib.suppress(Exception):
+                await container.track_presence().reap()
+
+    @asynccontextmanager
+    async def realtime(_: Litestar) -> AsyncIterator[None]:
+        redis_parts = [broadcaster, presence] if isinstance(broadcaster, RedisBroadcaster) else []
+        for part in redis_parts:
+            await part.start()
+        reaper = asyncio.create_task(reap_forever())
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            await hub.close_all()
+            for part in reversed(redis_parts):
+                await part.stop()
+
+    return hub, realtime
 
 
 @get("/health", tags=["operations"], summary="The process is up")
@@ -45,8 +95,7 @@ async def health() -> dict[str, str]:
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     container = container or build_container(settings)
-    hub = Hub()
-    container.broadcaster().add_listener(hub.dispatch)
+    hub, realtime = _wire_realtime(container, settings)
 
     @asynccontextmanager
     async def storage(_: Litestar) -> AsyncIterator[None]:
@@ -67,6 +116,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             http_conversations.router,
             http_messages.router,
             chat_socket,
+            user_socket,
             health,
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
@@ -80,6 +130,6 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         ),
         request_max_body_size=settings.max_request_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None,
-        lifespan=[storage],
+        lifespan=[storage, realtime],
         state=State(state),
     )

@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
         "(CONVOCORE_DATABASE_URL, default sqlite+aiosqlite:///./convocore.db)",
     )
     serve.add_argument(
+        "--redis-url",
+        help="Redis for live delivery across processes, e.g. redis://127.0.0.1:6379/0 (CONVOCORE_REDIS_URL); "
+        "without it, delivery stays in this process",
+    )
+    serve.add_argument(
         "--memory",
         action="store_const",
         const=True,
@@ -52,6 +57,8 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=args.log_level,
         proxy_headers=False,
+        ws_ping_interval=settings.ws_ping_interval_s,  # the server pings; a peer that stops answering is closed
+        ws_ping_timeout=settings.ws_ping_timeout_s,
     )
     return 0
 

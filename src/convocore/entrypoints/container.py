@@ -3,10 +3,12 @@
 from dependency_injector import containers, providers
 
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
-from convocore.adapters.memory import InProcessBroadcaster, MemoryUnitOfWorkFactory
+from convocore.adapters.memory import InProcessBroadcaster, MemoryPresenceStore, MemoryUnitOfWorkFactory
+from convocore.adapters.redis_broadcaster import RedisBroadcaster, RedisPresenceStore
 from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine
 from convocore.adapters.system import SecretTokenGenerator, SystemClock, UuidGenerator
-from convocore.application import accounts, conversations, messages
+from convocore.application import accounts, conversations, messages, realtime
+from convocore.entrypoints import frames
 
 
 class Container(containers.DeclarativeContainer):
@@ -27,7 +29,16 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(MemoryUnitOfWorkFactory),
         sql=providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine),
     )
-    broadcaster = providers.Singleton(InProcessBroadcaster)
+    broadcaster = providers.Selector(
+        config.broadcaster,
+        memory=providers.Singleton(InProcessBroadcaster),
+        redis=providers.Singleton(RedisBroadcaster, url=config.redis_url, encode=frames.wire_encode),
+    )
+    presence = providers.Selector(
+        config.broadcaster,
+        memory=providers.Singleton(MemoryPresenceStore),
+        redis=providers.Singleton(RedisPresenceStore, url=config.redis_url, ttl_s=config.presence_ttl_s),
+    )
 
     register_user = providers.Singleton(accounts.RegisterUser, uow=uow, hasher=hasher, ids=ids, clock=clock)
     log_in = providers.Singleton(
@@ -37,7 +48,7 @@ class Container(containers.DeclarativeContainer):
         accounts.RefreshTokens, uow=uow, tokens=tokens, clock=clock, policy=token_policy
     )
     authenticate = providers.Singleton(accounts.Authenticate, uow=uow, tokens=tokens, clock=clock)
-    log_out = providers.Singleton(accounts.LogOut, uow=uow, clock=clock)
+    log_out = providers.Singleton(accounts.LogOut, uow=uow, clock=clock, broadcaster=broadcaster)
     get_user = providers.Singleton(accounts.GetUser, uow=uow)
     search_users = providers.Singleton(accounts.SearchUsers, uow=uow)
 
@@ -60,3 +71,15 @@ class Container(containers.DeclarativeContainer):
     list_messages = providers.Singleton(messages.ListMessages, uow=uow)
     edit_message = providers.Singleton(messages.EditMessage, uow=uow, broadcaster=broadcaster, clock=clock)
     delete_message = providers.Singleton(messages.DeleteMessage, uow=uow, broadcaster=broadcaster, clock=clock)
+
+    open_stream = providers.Singleton(realtime.OpenStream, uow=uow)
+    list_memberships = providers.Singleton(realtime.ListMemberships, uow=uow)
+    catch_up = providers.Singleton(realtime.CatchUp, uow=uow)
+    signal_typing = providers.Singleton(
+        realtime.SignalTyping,
+        broadcaster=broadcaster,
+        clock=clock,
+        burst=config.typing_burst,
+        window_s=config.typing_window_s,
+    )
+    track_presence = providers.Singleton(realtime.TrackPresence, uow=uow, presence=presence, broadcaster=broadcaster)

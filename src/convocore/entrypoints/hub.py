@@ -1,35 +1,62 @@
 """This process's live sockets: fan-out of committed events, one encode per event.
 
-Each socket has a bounded queue drained by its own writer task, so a slow reader never
-holds up delivery to anyone else; one whose queue overflows is closed and may resume.
+Each socket has a bounded queue drained by its own writer task, so a slow reader never holds
+up delivery to anyone else; one whose queue overflows is closed (4408) and may resume.
+
+Per conversation, each subscription keeps the last seq it delivered. ``message.created``
+frames go out strictly in seq order with no gap and no repeat: a repeat is dropped, and a gap
+(an event lost while Redis was away, or two commits published out of order) is filled from
+storage before anything newer goes out. Resume and a fresh subscription use the same path.
 """
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from convocore.domain.events import Event, MemberLeft
-from convocore.entrypoints.frames import encode, event_frame
+from convocore.application.realtime import Backlog
+from convocore.domain.errors import NotFound
+from convocore.domain.events import Event
+from convocore.entrypoints import frames as f
+from convocore.entrypoints import schemas as s
 
 log = logging.getLogger("convocore.ws")
 
+CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
+CLOSE_GOING_AWAY = 1001
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Fetch = Callable[[str, int, int], Awaitable[Backlog]]
 
 
 class Connection:
-    __slots__ = ("_close", "_closing", "_queue", "_send", "user_id")
+    """One socket: a bounded send queue, its writer, and the conversations it follows."""
 
-    def __init__(self, *, send: Send, user_id: str, queue_size: int) -> None:
-        self.user_id = user_id
+    def __init__(
+        self,
+        *,
+        send: Send,
+        user_id: str,
+        session_id: str,
+        expires_at: datetime,
+        queue_size: int,
+        conversation_id: str | None = None,
+    ) -> None:
+        self.user_id, self.session_id, self.expires_at = user_id, session_id, expires_at
+        self.conversation_id = conversation_id  # None: the user socket, which follows them all
+        self.subscriptions: dict[str, Subscription] = {}
         self._send = send
         self._queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self._closing = asyncio.Event()
         self._close: tuple[int, str] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._close is not None
 
     def offer(self, frame: str) -> None:
         if self._close is not None:
@@ -45,11 +72,13 @@ class Connection:
             self._closing.set()
 
     async def serve(self, reader: Awaitable[None]) -> None:
-        """Run the reader and the writer until the client leaves or a close is asked for."""
+        """Run the reader and the writer until the client leaves, the token expires, or a
+        close is asked for."""
         tasks = [
             asyncio.ensure_future(reader),
             asyncio.ensure_future(self._write()),
             asyncio.ensure_future(self._closing.wait()),
+            asyncio.ensure_future(self._expire()),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -68,6 +97,10 @@ class Connection:
             except Exception:  # the client may already be gone; nothing is lost by not telling it
                 log.debug("close after disconnect", exc_info=True)
 
+    async def _expire(self) -> None:
+        await asyncio.sleep(max((self.expires_at - datetime.now(UTC)).total_seconds(), 0))
+        self.close(CLOSE_UNAUTHENTICATED, "the access token expired; reconnect with a fresh one and resume")
+
     async def _flush(self) -> None:
         while not self._queue.empty():
             await self._send({"type": "websocket.send", "text": self._queue.get_nowait()})
@@ -82,32 +115,170 @@ def _is_disconnect(error: BaseException) -> bool:
     return type(error).__name__ in {"WebSocketDisconnect", "ClientDisconnected"} or isinstance(error, OSError)
 
 
+class Subscription:
+    """One connection following one conversation, with the last seq it has delivered."""
+
+    __slots__ = ("connection", "conversation_id", "held", "last_seq", "syncing")
+
+    def __init__(self, connection: Connection, conversation_id: str) -> None:
+        self.connection, self.conversation_id = connection, conversation_id
+        self.last_seq = 0
+        self.syncing = True  # until the starting point is known, live frames wait in ``held``
+        self.held: list[tuple[int, str]] = []
+
+
 class Hub:
-    def __init__(self) -> None:
-        self._rooms: dict[str, set[Connection]] = {}
+    def __init__(self, *, fetch: Fetch, resync_limit: int = 500) -> None:
+        self._fetch, self._resync_limit = fetch, resync_limit
+        self._rooms: dict[str, set[Subscription]] = {}
+        self._users: dict[str, set[Connection]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def attach(self, conversation_id: str, connection: Connection) -> None:
-        self._rooms.setdefault(conversation_id, set()).add(connection)
+    # -- connections and subscriptions -------------------------------------------------
 
-    def detach(self, conversation_id: str, connection: Connection) -> None:
+    def register(self, connection: Connection) -> None:
+        self._users.setdefault(connection.user_id, set()).add(connection)
+
+    def unregister(self, connection: Connection) -> None:
+        for conversation_id in list(connection.subscriptions):
+            self.unsubscribe(connection, conversation_id)
+        users = self._users.get(connection.user_id)
+        if users is not None:
+            users.discard(connection)
+            if not users:
+                del self._users[connection.user_id]
+
+    def subscribe(self, connection: Connection, conversation_id: str, *, after: int | None) -> Subscription:
+        """Follow a conversation from just after ``after`` (replaying from storage), or from
+        now when ``after`` is None. Live frames wait until the starting point is settled."""
+        sub = connection.subscriptions.get(conversation_id)
+        if sub is None:
+            sub = connection.subscriptions[conversation_id] = Subscription(connection, conversation_id)
+            self._rooms.setdefault(conversation_id, set()).add(sub)
+        sub.syncing = True
+        self._spawn(self._sync(sub, after=after))
+        return sub
+
+    def unsubscribe(self, connection: Connection, conversation_id: str) -> None:
+        sub = connection.subscriptions.pop(conversation_id, None)
         room = self._rooms.get(conversation_id)
-        if room is not None:
-            room.discard(connection)
+        if sub is not None and room is not None:
+            room.discard(sub)
             if not room:
                 del self._rooms[conversation_id]
 
     def socket_count(self) -> int:
-        return sum(len(room) for room in self._rooms.values())
+        return sum(len(c) for c in self._users.values())
+
+    def catch_up_all(self) -> None:
+        """After an outage of the event feed: check every subscription against storage."""
+        for room in self._rooms.values():
+            for sub in room:
+                if not sub.syncing:
+                    sub.syncing = True
+                    self._spawn(self._sync(sub, after=sub.last_seq))
+
+    async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        for connections in list(self._users.values()):
+            for connection in connections:
+                connection.close(code, reason)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- delivery --------------------------------------------------------------------
 
     def dispatch(self, event: Event) -> None:
-        room = self._rooms.get(event.conversation_id)
-        if not room:
+        """An event of this process: encoded here, once."""
+        self._deliver(f.route_of(event), f.frame_text(event))
+
+    def dispatch_wire(self, data: bytes) -> None:
+        """An event of another process, already encoded there."""
+        route, text = f.wire_decode(data)
+        self._deliver(route, text)
+
+    def _deliver(self, route: f.Route, text: str) -> None:
+        kind, cid = route.kind, route.conversation_id
+        if kind == "session.revoked":
+            for connection in tuple(self._users.get(route.user_id or "", ())):
+                if connection.session_id == route.session_id:
+                    connection.close(CLOSE_UNAUTHENTICATED, "logged out")
             return
-        frame = encode(event_frame(event))
-        for connection in tuple(room):
-            connection.offer(frame)
-        if isinstance(event, MemberLeft):  # a removed member gets nothing more from here on
-            for connection in tuple(room):
-                if connection.user_id == event.user_id:
-                    connection.close(CLOSE_FORBIDDEN, "no longer a member")
-                    self.detach(event.conversation_id, connection)
+        if kind == "presence":
+            targets = {sub.connection for c in route.conversation_ids for sub in self._rooms.get(c, ())}
+            for connection in targets:
+                connection.offer(text)
+            return
+        if cid is None:
+            return
+        if kind == "member.joined":
+            self._follow_new_membership(route)
+        room = self._rooms.get(cid, ())
+        if kind == "message.created":
+            for sub in tuple(room):
+                self._accept(sub, route.seq, text)
+        else:
+            for sub in tuple(room):
+                sub.connection.offer(text)
+        if kind == "member.left":
+            self._drop_membership(cid, route.user_id or "")
+
+    def _follow_new_membership(self, route: f.Route) -> None:
+        for connection in tuple(self._users.get(route.user_id or "", ())):
+            cid = route.conversation_id or ""
+            if connection.conversation_id is None and cid not in connection.subscriptions:
+                self.subscribe(connection, cid, after=route.start_seq)
+
+    def _drop_membership(self, conversation_id: str, user_id: str) -> None:
+        for sub in tuple(self._rooms.get(conversation_id, ())):
+            if sub.connection.user_id != user_id:
+                continue
+            self.unsubscribe(sub.connection, conversation_id)
+            if sub.connection.conversation_id is not None:
+                sub.connection.close(CLOSE_FORBIDDEN, "no longer a member")
+
+    def _accept(self, sub: Subscription, seq: int, text: str) -> None:
+        if sub.syncing:
+            sub.held.append((seq, text))
+        elif seq <= sub.last_seq:
+            return  # already delivered (a replay overlapped the live stream)
+        elif seq == sub.last_seq + 1:
+            sub.last_seq = seq
+            sub.connection.offer(text)
+        else:  # a gap: fill it from storage before anything newer goes out
+            sub.held.append((seq, text))
+            sub.syncing = True
+            self._spawn(self._sync(sub, after=sub.last_seq))
+
+    async def _sync(self, sub: Subscription, *, after: int | None) -> None:
+        cid, connection = sub.conversation_id, sub.connection
+        try:
+            limit = 0 if after is None else self._resync_limit + 1
+            backlog = await self._fetch(cid, after or 0, limit)
+        except NotFound:
+            self.unsubscribe(connection, cid)
+            return
+        except Exception:
+            log.exception("catching up %s failed; asking the client to resync", cid)
+            backlog = None
+        if backlog is None or len(backlog.messages) > self._resync_limit:
+            newest = max([seq for seq, _ in sub.held] + [backlog.last_seq if backlog else sub.last_seq])
+            connection.offer(f.encode(f.ResyncFrame(conversation_id=cid, last_seq=newest)))
+            sub.last_seq = newest
+        elif after is None:
+            sub.last_seq = backlog.last_seq
+        else:
+            sub.last_seq = min(after, backlog.last_seq)
+            for message in backlog.messages:
+                if message.seq == sub.last_seq + 1:
+                    frame = f.MessageCreatedFrame(conversation_id=cid, message=s.message_out(message))
+                    connection.offer(f.encode(frame))
+                    sub.last_seq = message.seq
+        held, sub.held = sorted(sub.held), []
+        sub.syncing = False
+        for seq, text in held:
+            self._accept(sub, seq, text)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -17,6 +17,7 @@ class Settings:
     port: int = 8000
     database_url: str = DEFAULT_DATABASE_URL
     memory: bool = False
+    redis_url: str | None = None
     access_ttl_s: int = 3600
     refresh_ttl_s: int = 30 * 24 * 3600
     argon2_time_cost: int | None = None
@@ -24,6 +25,12 @@ class Settings:
     max_request_bytes: int = 64 * 1024
     ws_max_frame_bytes: int = 16 * 1024
     ws_send_queue: int = 1024
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+    resync_limit: int = 500
+    typing_burst: int = 5
+    typing_window_s: float = 5.0
+    presence_ttl_s: int = 30
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -50,6 +57,8 @@ def _parse(kind: Any, raw: str) -> Any:
         return _env_bool(raw)
     if text.startswith("int") or kind is int:
         return int(raw)
+    if text.startswith("float") or kind is float:
+        return float(raw)
     if text.startswith("tuple"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

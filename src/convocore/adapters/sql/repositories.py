@@ -163,6 +163,15 @@ class SqlAlchemyConversationRepository:
             for row in rows
         ]
 
+    async def memberships(self, user_id: str) -> list[tuple[str, int]]:
+        c, m = _conversations.c, _members.c
+        statement = (
+            select(c.id, c.last_seq)
+            .select_from(_members.join(_conversations, c.id == m.conversation_id))
+            .where(m.user_id == user_id)
+        )
+        return [(row.id, row.last_seq) for row in await self._execute(statement)]
+
     async def public(self, *, query: str, after: TitleCursor | None, limit: int) -> list[Conversation]:
         c = _conversations.c
         # lower() on both sides, in SQL, so the needle and the titles fold the same way.

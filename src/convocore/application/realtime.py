@@ -1,0 +1,111 @@
+"""Use cases behind the live sockets: what to subscribe to, catching up, typing, presence."""
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+
+from convocore.application.conversations import load_for_member
+from convocore.application.ports import Broadcaster, Clock, PresenceStore, UnitOfWorkFactory
+from convocore.domain.errors import NotFound, RateLimited
+from convocore.domain.events import PresenceChanged, UserTyping
+from convocore.domain.messages import Message
+
+
+class OpenStream:
+    """A member opening a live stream of one conversation: its current last seq."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def execute(self, *, user_id: str, conversation_id: str) -> int:
+        async with self._uow() as uow:
+            conversation, _ = await load_for_member(uow, conversation_id=conversation_id, user_id=user_id)
+        return conversation.last_seq
+
+
+class ListMemberships:
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def execute(self, *, user_id: str) -> dict[str, int]:
+        """Conversation id -> last seq, for every conversation the user belongs to."""
+        async with self._uow() as uow:
+            return dict(await uow.conversations.memberships(user_id))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backlog:
+    messages: list[Message]
+    last_seq: int  # the conversation's newest seq when read
+
+    @property
+    def complete(self) -> bool:
+        return not self.messages or self.messages[-1].seq >= self.last_seq
+
+
+class CatchUp:
+    """Messages after ``after`` for a stream that missed some. Trusted callers only: the socket
+    hub, which checked membership when the stream opened and drops it when the member leaves."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def execute(self, *, conversation_id: str, after: int, limit: int) -> Backlog:
+        async with self._uow() as uow:
+            conversation = await uow.conversations.get(conversation_id)
+            if conversation is None:
+                raise NotFound("no such conversation")
+            found = await uow.messages.page(conversation_id, before=None, after=after, limit=limit)
+        return Backlog(messages=found, last_seq=conversation.last_seq)
+
+
+class SignalTyping:
+    """Typing notices are ephemeral and capped per user: ``burst`` within ``window_s`` seconds."""
+
+    def __init__(self, *, broadcaster: Broadcaster, clock: Clock, burst: int = 5, window_s: float = 5.0) -> None:
+        self._broadcaster, self._clock = broadcaster, clock
+        self._burst, self._window_s = burst, window_s
+        self._recent: dict[str, deque[datetime]] = {}
+
+    async def execute(self, *, user_id: str, conversation_id: str) -> None:
+        now = self._clock.now()
+        recent = self._recent.setdefault(user_id, deque())
+        while recent and (now - recent[0]).total_seconds() >= self._window_s:
+            recent.popleft()
+        if len(recent) >= self._burst:
+            retry = self._window_s - (now - recent[0]).total_seconds()
+            raise RateLimited("typing notices are limited; slow down", retry_after=max(1, round(retry)))
+        recent.append(now)
+        if len(self._recent) > 10_000:  # forget idle users so the map stays small
+            self._recent = {uid: q for uid, q in self._recent.items() if q}
+        await self._broadcaster.publish(UserTyping(conversation_id=conversation_id, user_id=user_id))
+
+
+class TrackPresence:
+    """Announce a person online on their first socket anywhere and offline after their last."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory, presence: PresenceStore, broadcaster: Broadcaster) -> None:
+        self._uow, self._presence, self._broadcaster = uow, presence, broadcaster
+
+    async def connected(self, *, user_id: str) -> None:
+        if await self._presence.connected(user_id):
+            await self._announce(user_id, online=True)
+
+    async def disconnected(self, *, user_id: str) -> None:
+        if await self._presence.disconnected(user_id):
+            await self._announce(user_id, online=False)
+
+    async def reap(self) -> int:
+        """Announce offline the users of processes that died; returns how many."""
+        gone = await self._presence.expired()
+        for user_id in gone:
+            await self._announce(user_id, online=False)
+        return len(gone)
+
+    async def _announce(self, user_id: str, *, online: bool) -> None:
+        async with self._uow() as uow:
+            conversation_ids = tuple(cid for cid, _ in await uow.conversations.memberships(user_id))
+        if conversation_ids:
+            await self._broadcaster.publish(
+                PresenceChanged(user_id=user_id, online=online, conversation_ids=conversation_ids)
+            )
