@@ -15,6 +15,7 @@ from convocore.domain.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    RateLimited,
     Unauthenticated,
     Unavailable,
 )
@@ -39,6 +40,7 @@ KINDS: dict[type[DomainError], Kind] = {
     NotFound: Kind(404, "not-found", "Not found"),
     Conflict: Kind(409, "conflict", "Conflict with the current state"),
     Unavailable: Kind(503, "unavailable", "Service temporarily unavailable"),
+    RateLimited: Kind(429, "rate-limited", "Too many requests"),
 }
 HTTP_KINDS: dict[int, Kind] = {
     400: Kind(400, "bad-request", "The request could not be read"),
@@ -48,7 +50,7 @@ HTTP_KINDS: dict[int, Kind] = {
     405: Kind(405, "method-not-allowed", "Method not allowed"),
     413: Kind(413, "request-too-large", "The request body is too large"),
     415: Kind(415, "unsupported-media-type", "Unsupported media type"),
-    429: Kind(429, "rate-limited", "Too many requests"),
+    429: KINDS[RateLimited],
     500: Kind(500, "internal-error", "Internal server error"),
 }
 
@@ -80,7 +82,7 @@ def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Respons
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
     return _response(problem(kind, exc.detail, field=exc.field, errors=errors), headers)
