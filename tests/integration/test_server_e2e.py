@@ -1,31 +1,10 @@
 """The whole API through a real `convocore serve` process, on every storage it supports."""
 
 import json
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
-import pytest
 
 from tests.integration.remote import Remote, frames_until, next_frame
 from tests.integration.server import ServerProcess
-
-
-@pytest.fixture
-async def postgres_database(postgres_url: str) -> AsyncIterator[str]:
-    """A fresh, empty database on the machine's PostgreSQL, dropped afterwards."""
-    name = f"convocore_e2e_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(postgres_url)
-    admin_dsn = urlunsplit(parts._replace(scheme="postgresql"))
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _scenario(remote: Remote) -> tuple[str, str]:

@@ -196,9 +196,11 @@ class MemoryConversationRepository:
         return [(cid, self._s.conversations[cid].last_seq) for cid in self._s.memberships.get(user_id, {})]
 
     async def public(self, *, query: str, after: TitleCursor | None, limit: int) -> list[Conversation]:
-        needle = query.lower()
+        needle = _ascii_lower(query)
         found = [
-            c for c in self._s.conversations.values() if c.public and c.title is not None and needle in c.title.lower()
+            c
+            for c in self._s.conversations.values()
+            if c.public and c.title is not None and needle in _ascii_lower(c.title)
         ]
         found.sort(key=lambda c: (c.title or "", c.id))
         if after is not None:

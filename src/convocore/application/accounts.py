@@ -190,6 +190,8 @@ class SearchUsers:
 
     async def execute(self, *, prefix: str, after: str | None, limit: int) -> tuple[list[User], str | None]:
         """A page of users and the cursor (a username key) for the next one, if any."""
+        if not 1 <= limit <= 200:
+            raise Invalid("1 to 200", field="limit")
         if len(prefix) > 32:
             raise Invalid("at most 32 characters", field="q")
         async with self._uow() as uow:

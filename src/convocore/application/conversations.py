@@ -61,6 +61,14 @@ async def load_for_member(
     return conversation, require_member(await uow.members.get(conversation_id, user_id))
 
 
+PAGE_MAX = 200
+
+
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= PAGE_MAX:
+        raise Invalid(f"1 to {PAGE_MAX}", field="limit")
+
+
 async def _publish(broadcaster: Broadcaster, events: Sequence[Event]) -> None:
     for event in events:
         await broadcaster.publish(event)
@@ -156,6 +164,7 @@ class ListInbox:
     async def execute(
         self, *, user_id: str, before: InboxCursor | None, limit: int
     ) -> tuple[list[InboxEntry], InboxCursor | None]:
+        check_limit(limit)
         async with self._uow() as uow:
             found = await uow.conversations.inbox(user_id=user_id, before=before, limit=limit + 1)
         page = found[:limit]
@@ -309,6 +318,7 @@ class DiscoverPublic:
     async def execute(
         self, *, query: str, after: TitleCursor | None, limit: int
     ) -> tuple[list[Conversation], TitleCursor | None]:
+        check_limit(limit)
         if len(query) > 200:
             raise Invalid("at most 200 characters", field="q")
         async with self._uow() as uow:

@@ -38,6 +38,8 @@ def build_container(settings: Settings) -> Container:
             "argon2_memory_cost": settings.argon2_memory_cost,
             "broadcaster": "redis" if settings.redis_url else "memory",
             "redis_url": settings.redis_url,
+            "redis_channel": f"{settings.redis_prefix}:events",
+            "redis_presence_prefix": f"{settings.redis_prefix}:presence",
             "presence_ttl_s": settings.presence_ttl_s,
             "typing_burst": settings.typing_burst,
             "typing_window_s": settings.typing_window_s,

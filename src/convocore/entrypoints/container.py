@@ -32,12 +32,16 @@ class Container(containers.DeclarativeContainer):
     broadcaster = providers.Selector(
         config.broadcaster,
         memory=providers.Singleton(InProcessBroadcaster),
-        redis=providers.Singleton(RedisBroadcaster, url=config.redis_url, encode=frames.wire_encode),
+        redis=providers.Singleton(
+            RedisBroadcaster, url=config.redis_url, encode=frames.wire_encode, channel=config.redis_channel
+        ),
     )
     presence = providers.Selector(
         config.broadcaster,
         memory=providers.Singleton(MemoryPresenceStore),
-        redis=providers.Singleton(RedisPresenceStore, url=config.redis_url, ttl_s=config.presence_ttl_s),
+        redis=providers.Singleton(
+            RedisPresenceStore, url=config.redis_url, ttl_s=config.presence_ttl_s, prefix=config.redis_presence_prefix
+        ),
     )
 
     register_user = providers.Singleton(accounts.RegisterUser, uow=uow, hasher=hasher, ids=ids, clock=clock)

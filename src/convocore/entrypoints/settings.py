@@ -18,6 +18,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     memory: bool = False
     redis_url: str | None = None
+    redis_prefix: str = "convocore"  # channel and key prefix, so deployments can share a Redis
     access_ttl_s: int = 3600
     refresh_ttl_s: int = 30 * 24 * 3600
     argon2_time_cost: int | None = None

@@ -1,0 +1,28 @@
+"""Fixtures for tests against real servers and services."""
+
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+
+@pytest.fixture
+async def postgres_database(postgres_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database on the machine's PostgreSQL, dropped afterwards."""
+    name = f"convocore_it_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(postgres_url)
+    admin = await asyncpg.connect(urlunsplit(parts._replace(scheme="postgresql")))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """Channel and key prefix of one test, so runs sharing the machine's Redis never meet."""
+    return f"convocore-test-{uuid.uuid4().hex[:10]}"
