@@ -304,3 +304,32 @@ async def test_a_silent_peer_is_pinged_and_dropped(tmp_path: Path) -> None:
     finally:
         await remote.close()
         server.stop()
+
+
+async def test_every_kind_of_event_reaches_the_sockets(remote: Remote) -> None:
+    owner, member = await remote.account(), await remote.account()
+    cid = await remote.group(owner, member)
+    async with user_socket(remote, member.token) as ws:
+        await ready(ws)
+        await remote.send(owner, cid, "first")
+        auth = owner.auth
+        await remote.http.patch(f"/api/messages/{cid}/1/", json={"body": "edited"}, headers=auth)
+        await remote.http.delete(f"/api/messages/{cid}/1/", headers=auth)
+        await remote.http.patch(f"/api/conversations/{cid}/", json={"title": "renamed"}, headers=auth)
+        await remote.http.patch(f"/api/conversations/{cid}/members/{member.id}/", json={"role": "admin"}, headers=auth)
+        await remote.http.post(f"/api/conversations/{cid}/read/", json={"seq": 1}, headers=member.auth)
+        kinds = [await next_frame(ws) for _ in range(6)]
+    assert [k["type"] for k in kinds] == [
+        "message.created",
+        "message.updated",
+        "message.deleted",
+        "conversation.updated",
+        "member.role_changed",
+        "read",
+    ]
+    assert all(k["conversation_id"] == cid for k in kinds)
+    assert kinds[1]["message"]["body"] == "edited"
+    assert (kinds[2]["message"]["deleted"], kinds[2]["message"]["body"]) == (True, "")
+    assert kinds[3]["title"] == "renamed"
+    assert (kinds[4]["member"]["user_id"], kinds[4]["member"]["role"]) == (member.id, "admin")
+    assert (kinds[5]["user_id"], kinds[5]["seq"]) == (member.id, 1)

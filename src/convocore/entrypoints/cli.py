@@ -47,10 +47,13 @@ def serve(args: argparse.Namespace) -> int:
 
     from convocore.entrypoints.app import create_app
 
-    settings = Settings.from_env(host=args.host, port=args.port, database_url=args.database_url, memory=args.memory)
+    settings = Settings.from_env(
+        host=args.host, port=args.port, database_url=args.database_url, memory=args.memory, redis_url=args.redis_url
+    )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     where = "memory (nothing persisted)" if settings.memory else settings.database_url
-    logging.getLogger("convocore").info("convocore %s storing in %s", __version__, where)
+    live = f"Redis at {settings.redis_url}" if settings.redis_url else "this process only"
+    logging.getLogger("convocore").info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
