@@ -172,3 +172,25 @@ async def test_redis_restarted_mid_stream_loses_nothing(
             assert await seqs_until(resuming, total) == list(range(1, total + 1))
     finally:
         await group.close()
+
+
+async def test_a_process_listens_only_for_what_it_has_sockets_for(
+    cluster: Cluster, redis_url: str, redis_prefix: str
+) -> None:
+    one, _ = cluster.remotes
+    a, b = await one.account(), await one.account()
+    cid = await one.group(a, b)
+    client = redis.Redis.from_url(redis_url)
+
+    def channels() -> set[str]:
+        return {c.decode() for c in client.pubsub_channels(f"{redis_prefix}:*")}
+
+    assert channels() == {f"{redis_prefix}:presence"}
+    async with one.socket(cid, b.token) as ws:
+        await ready(ws)
+        assert channels() == {f"{redis_prefix}:presence", f"{redis_prefix}:c:{cid}", f"{redis_prefix}:u:{b.id}"}
+    for _ in range(50):
+        if channels() == {f"{redis_prefix}:presence"}:
+            break
+        await asyncio.sleep(0.1)
+    assert channels() == {f"{redis_prefix}:presence"}

@@ -1,10 +1,13 @@
 """Cross-process live delivery and presence through Redis.
 
-One shared channel carries every event, one PUBLISH per event, pipelined by a single writer
-task so this process's events keep their order. Each process hands its own events to its own
-sockets straight from memory and skips them when they come back from Redis. When Redis is
-away, writes go on (publishes are dropped and counted); on reconnect, listeners are told so
-that sockets catch up from storage.
+A process subscribes only to what it has sockets for: a channel per conversation it hosts
+sockets of, a channel per user with a socket here, and one presence channel. An event is
+encoded once and published once to its channel (membership changes also to the member's
+user channel, so a user socket elsewhere learns of a new conversation). A single writer task
+pipelines the PUBLISHes, so this process's events keep their order. Each process hands its own
+events to its own sockets straight from memory and skips them when they come back. When Redis
+is away, writes go on (publishes are dropped and counted); on reconnect every channel is
+subscribed again and listeners are told, so sockets catch up from storage.
 """
 
 import asyncio
@@ -12,16 +15,34 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from convocore.domain import events as ev
 from convocore.domain.events import Event
 
 log = logging.getLogger("convocore.redis")
 
 _RETRYABLE = (RedisError, OSError, asyncio.TimeoutError)
+PRESENCE = "presence"
+
+
+def interests_of(event: Event) -> list[str]:
+    """Who must hear of ``event``: 'c:<conversation>', 'u:<user>' or the presence channel."""
+    match event:
+        case ev.MemberJoined(conversation_id=cid, member=member):
+            return [f"c:{cid}", f"u:{member.user_id}"]
+        case ev.MemberLeft(conversation_id=cid, user_id=uid):
+            return [f"c:{cid}", f"u:{uid}"]
+        case ev.SessionRevoked(user_id=uid):
+            return [f"u:{uid}"]
+        case ev.PresenceChanged():
+            return [PRESENCE]
+        case _:
+            return [f"c:{event.conversation_id}"]
 
 
 class RedisBroadcaster:
@@ -30,17 +51,22 @@ class RedisBroadcaster:
         *,
         url: str,
         encode: Callable[[Event], bytes],
-        channel: str = "convocore:events",
+        prefix: str = "convocore",
         outbox_size: int = 100_000,
     ) -> None:
-        self._url, self._encode, self._channel = url, encode, channel
+        self._url, self._encode, self._prefix = url, encode, prefix
         self.origin = uuid.uuid4().hex[:16].encode()
+        self._serial = 0
         self._local: list[Callable[[Event], None]] = []
         self._remote: list[Callable[[bytes], None]] = []
         self._resumed: list[Callable[[], None]] = []
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(outbox_size)
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(outbox_size)
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: Redis | None = None
+        self._pubsub: object | None = None
+        self._wanted: set[str] = {self._channel(PRESENCE)}
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._seen: deque[bytes] = deque(maxlen=4096)  # ids of events sent to two channels
         self.published = 0
         self.dropped = 0
         self.subscribed = asyncio.Event()
@@ -60,10 +86,32 @@ class RedisBroadcaster:
     async def publish(self, event: Event) -> None:
         for listener in self._local:
             listener(event)
-        try:
-            self._outbox.put_nowait(self.origin + b" " + self._encode(event))
-        except asyncio.QueueFull:
-            self.dropped += 1  # other processes' sockets catch up from storage on the next gap
+        interests = interests_of(event)
+        self._serial += 1
+        serial = str(self._serial).encode() if len(interests) > 1 else b"-"
+        data = self.origin + b" " + serial + b" " + self._encode(event)
+        for interest in interests:
+            try:
+                self._outbox.put_nowait((self._channel(interest), data))
+            except asyncio.QueueFull:
+                self.dropped += 1  # other processes' sockets catch up from storage on the next gap
+
+    def follow(self, interest: str) -> asyncio.Future[None]:
+        """Start hearing of ``interest``; the future is done once Redis confirms the
+        subscription (or at once while Redis is away: sockets catch up when it is back)."""
+        channel = self._channel(interest)
+        self._wanted.add(channel)
+        future = self._confirmed.get(channel)
+        if future is None:
+            future = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+            self._send_subscription("subscribe", channel, future)
+        return future
+
+    def unfollow(self, interest: str) -> None:
+        channel = self._channel(interest)
+        self._wanted.discard(channel)
+        self._confirmed.pop(channel, None)
+        self._send_subscription("unsubscribe", channel, None)
 
     async def start(self) -> None:
         self._redis = Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=None)
@@ -78,6 +126,27 @@ class RedisBroadcaster:
         if self._redis is not None:
             await self._redis.aclose()
 
+    def _channel(self, interest: str) -> str:
+        return f"{self._prefix}:{interest}"
+
+    def _send_subscription(self, command: str, channel: str, future: asyncio.Future[None] | None) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not self.subscribed.is_set():
+            if future is not None and not future.done():
+                future.set_result(None)  # subscribed on (re)connect with everything wanted
+            return
+
+        async def send() -> None:
+            try:
+                await getattr(pubsub, command)(channel)
+            except _RETRYABLE as error:
+                log.warning("redis %s %s failed: %s", command, channel, error)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+        task = asyncio.ensure_future(send())
+        task.add_done_callback(lambda _: None)
+
     async def _write(self) -> None:
         assert self._redis is not None
         pause = 0.05
@@ -87,8 +156,8 @@ class RedisBroadcaster:
                 batch.append(self._outbox.get_nowait())
             try:
                 pipe = self._redis.pipeline(transaction=False)
-                for data in batch:
-                    pipe.publish(self._channel, data)
+                for channel, data in batch:
+                    pipe.publish(channel, data)
                 await pipe.execute()
                 self.published += len(batch)
                 pause = 0.05
@@ -102,20 +171,27 @@ class RedisBroadcaster:
         assert self._redis is not None
         pause, first = 0.05, True
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
+                wanted = sorted(self._wanted)
+                for i in range(0, len(wanted), 1000):
+                    await pubsub.subscribe(*wanted[i : i + 1000])
+                self._pubsub = pubsub
                 self.subscribed.set()
                 if not first:
-                    log.info("redis subscription restored")
+                    log.info("redis subscription restored (%d channels)", len(wanted))
                     for callback in self._resumed:
                         callback()
                 first, pause = False, 0.05
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                    kind = message.get("type")
+                    if kind == "message":
                         self._receive(message["data"])
+                    elif kind == "subscribe":
+                        self._confirm(message["channel"])
             except _RETRYABLE as error:
                 self.subscribed.clear()
+                self._pubsub = None
                 log.warning("redis subscription lost: %s; retrying in %.2fs", error, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -123,10 +199,22 @@ class RedisBroadcaster:
                 with contextlib.suppress(*_RETRYABLE):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    def _confirm(self, channel: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        future = self._confirmed.get(name)
+        if future is not None and not future.done():
+            future.set_result(None)
+
     def _receive(self, data: bytes) -> None:
-        origin, _, payload = data.partition(b" ")
+        origin, _, rest = data.partition(b" ")
+        serial, _, payload = rest.partition(b" ")
         if origin == self.origin:
             return
+        if serial != b"-":  # sent to two channels: a process hearing both acts once
+            key = origin + b" " + serial
+            if key in self._seen:
+                return
+            self._seen.append(key)
         for listener in self._remote:
             try:
                 listener(payload)

@@ -38,7 +38,7 @@ def build_container(settings: Settings) -> Container:
             "argon2_memory_cost": settings.argon2_memory_cost,
             "broadcaster": "redis" if settings.redis_url else "memory",
             "redis_url": settings.redis_url,
-            "redis_channel": f"{settings.redis_prefix}:events",
+            "redis_prefix": settings.redis_prefix,
             "redis_presence_prefix": f"{settings.redis_prefix}:presence",
             "presence_ttl_s": settings.presence_ttl_s,
             "typing_burst": settings.typing_burst,
@@ -58,13 +58,17 @@ def _wire_realtime(container: Container, settings: Settings) -> tuple[Hub, Lifes
     async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
         return await container.catch_up().execute(conversation_id=conversation_id, after=after, limit=limit)
 
-    hub = Hub(fetch=fetch, resync_limit=settings.resync_limit)
     broadcaster = container.broadcaster()
-    broadcaster.add_listener(hub.dispatch)
     presence = container.presence()
     if isinstance(broadcaster, RedisBroadcaster):
+        hub = Hub(
+            fetch=fetch, resync_limit=settings.resync_limit, follow=broadcaster.follow, unfollow=broadcaster.unfollow
+        )
         broadcaster.add_remote_listener(hub.dispatch_wire)
         broadcaster.on_resubscribed(hub.catch_up_all)
+    else:
+        hub = Hub(fetch=fetch, resync_limit=settings.resync_limit)
+    broadcaster.add_listener(hub.dispatch)
 
     async def reap_forever() -> None:
         while True:

@@ -33,7 +33,7 @@ class Container(containers.DeclarativeContainer):
         config.broadcaster,
         memory=providers.Singleton(InProcessBroadcaster),
         redis=providers.Singleton(
-            RedisBroadcaster, url=config.redis_url, encode=frames.wire_encode, channel=config.redis_channel
+            RedisBroadcaster, url=config.redis_url, encode=frames.wire_encode, prefix=config.redis_prefix
         ),
     )
     presence = providers.Selector(

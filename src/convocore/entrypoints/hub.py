@@ -10,8 +10,9 @@ storage before anything newer goes out. Resume and a fresh subscription use the 
 """
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,12 @@ CLOSE_GOING_AWAY = 1001
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Fetch = Callable[[str, int, int], Awaitable[Backlog]]
+Follow = Callable[[str], Awaitable[None]]  # 'c:<conversation>' or 'u:<user>': hear of it from now on
+Unfollow = Callable[[str], None]
+
+
+async def _nothing_to_wait_for(_: str) -> None:
+    return None
 
 
 class Connection:
@@ -128,16 +135,32 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, *, fetch: Fetch, resync_limit: int = 500) -> None:
+    """``follow``/``unfollow`` tell the event feed (Redis) what this process has sockets for;
+    a stream reads its starting point from storage only once the feed confirms it listens."""
+
+    def __init__(
+        self,
+        *,
+        fetch: Fetch,
+        resync_limit: int = 500,
+        follow: Follow = _nothing_to_wait_for,
+        unfollow: Unfollow = lambda _: None,
+    ) -> None:
         self._fetch, self._resync_limit = fetch, resync_limit
+        self._follow, self._unfollow = follow, unfollow
         self._rooms: dict[str, set[Subscription]] = {}
+        self._listening: dict[str, Awaitable[None]] = {}
         self._users: dict[str, set[Connection]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- connections and subscriptions -------------------------------------------------
 
-    def register(self, connection: Connection) -> None:
-        self._users.setdefault(connection.user_id, set()).add(connection)
+    async def register(self, connection: Connection) -> None:
+        """Count the connection in; returns once events about its user reach this process."""
+        connections = self._users.setdefault(connection.user_id, set())
+        connections.add(connection)
+        if len(connections) == 1:
+            await _bounded(self._follow(f"u:{connection.user_id}"))
 
     def unregister(self, connection: Connection) -> None:
         for conversation_id in list(connection.subscriptions):
@@ -147,6 +170,7 @@ class Hub:
             users.discard(connection)
             if not users:
                 del self._users[connection.user_id]
+                self._unfollow(f"u:{connection.user_id}")
 
     def subscribe(self, connection: Connection, conversation_id: str, *, after: int | None) -> Subscription:
         """Follow a conversation from just after ``after`` (replaying from storage), or from
@@ -154,7 +178,10 @@ class Hub:
         sub = connection.subscriptions.get(conversation_id)
         if sub is None:
             sub = connection.subscriptions[conversation_id] = Subscription(connection, conversation_id)
-            self._rooms.setdefault(conversation_id, set()).add(sub)
+            room = self._rooms.setdefault(conversation_id, set())
+            if not room:
+                self._listening[conversation_id] = asyncio.ensure_future(self._follow(f"c:{conversation_id}"))
+            room.add(sub)
         sub.syncing = True
         self._spawn(self._sync(sub, after=after))
         return sub
@@ -166,6 +193,8 @@ class Hub:
             room.discard(sub)
             if not room:
                 del self._rooms[conversation_id]
+                self._listening.pop(conversation_id, None)
+                self._unfollow(f"c:{conversation_id}")
 
     def socket_count(self) -> int:
         return sum(len(c) for c in self._users.values())
@@ -251,6 +280,9 @@ class Hub:
 
     async def _sync(self, sub: Subscription, *, after: int | None) -> None:
         cid, connection = sub.conversation_id, sub.connection
+        listening = self._listening.get(cid)
+        if listening is not None:
+            await _bounded(listening)  # read the starting point only once live events flow
         try:
             limit = 0 if after is None else self._resync_limit + 1
             backlog = await self._fetch(cid, after or 0, limit)
@@ -278,7 +310,14 @@ class Hub:
         for seq, text in held:
             self._accept(sub, seq, text)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _bounded(waiting: Awaitable[None], seconds: float = 5) -> None:
+    """Wait for the feed to confirm, but never hang a socket on it: a late confirmation only
+    risks a gap, which the next event (or a reconnect to Redis) fills from storage."""
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(waiting)), seconds)

@@ -77,7 +77,7 @@ async def _run(socket: Socket, principal: Principal, conversation_id: str | None
         queue_size=settings.ws_send_queue,
         conversation_id=conversation_id,
     )
-    hub.register(connection)  # first, so memberships gained from now on reach this socket
+    await hub.register(connection)  # first, so memberships gained from now on reach this socket
     try:
         if conversation_id is not None:
             hub.subscribe(connection, conversation_id, after=after)
