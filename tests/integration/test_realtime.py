@@ -333,3 +333,22 @@ async def test_every_kind_of_event_reaches_the_sockets(remote: Remote) -> None:
     assert kinds[3]["title"] == "renamed"
     assert (kinds[4]["member"]["user_id"], kinds[4]["member"]["role"]) == (member.id, "admin")
     assert (kinds[5]["user_id"], kinds[5]["seq"]) == (member.id, 1)
+
+
+async def test_presence_snapshot_lists_online_members(remote: Remote) -> None:
+    a, b, outsider = await remote.account(), await remote.account(), await remote.account()
+    cid = await remote.group(a, b)
+    async with user_socket(remote, a.token) as ws:
+        await ready(ws)
+        r = await remote.http.get(f"/api/conversations/{cid}/presence/", headers=b.auth)
+        assert r.json() == {"conversation_id": cid, "online": [a.id]}
+        hidden = await remote.http.get(f"/api/conversations/{cid}/presence/", headers=outsider.auth)
+        assert hidden.status_code == 404
+
+
+async def test_bad_since_closes_with_4400(remote: Remote) -> None:
+    a = await remote.account()
+    cid = await remote.group(a)
+    for since in ("abc", "-1", "\u00b2"):
+        async with remote.socket(cid, a.token + f"&since={since}") as ws:
+            await assert_closed_with(ws, 4400)

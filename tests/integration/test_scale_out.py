@@ -157,17 +157,25 @@ async def test_redis_restarted_mid_stream_loses_nothing(
         one, two = group.remotes
         a, b = await one.account(), await one.account()
         cid = await one.group(a, b)
+        r = await one.http.post("/api/login/", json={"username": a.username, "password": "correct horse"})
+        second_session = {"Authorization": f"Bearer {r.json()['access_token']}"}
         total = 60
-        async with two.socket(cid, b.token) as watcher:
+        async with (
+            two.socket(cid, b.token) as watcher,
+            two.socket(cid, r.json()["access_token"]) as logged_out_in_the_dark,
+        ):
             await ready(watcher)
+            await ready(logged_out_in_the_dark)
             for i in range(total):
                 if i == 20:
                     private_redis.stop()
+                    assert (await one.http.post("/api/logout/", headers=second_session)).status_code == 204
                 if i == 40:
                     private_redis.start()  # same port: the processes reconnect on their own
                 await one.send(a, cid, f"m{i}")  # every write is acknowledged, Redis or not
                 await asyncio.sleep(0.02)
             assert await seqs_until(watcher, total, timeout=30) == list(range(1, total + 1))
+            await assert_closed_with(logged_out_in_the_dark, 4401, timeout=30)
         async with two.socket(cid, b.token + "&since=0") as resuming:
             assert await seqs_until(resuming, total) == list(range(1, total + 1))
     finally:

@@ -109,3 +109,29 @@ class TrackPresence:
             await self._broadcaster.publish(
                 PresenceChanged(user_id=user_id, online=online, conversation_ids=conversation_ids)
             )
+
+
+class WhoIsOnline:
+    """A member asking which members of a conversation have a live socket anywhere."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory, presence: PresenceStore) -> None:
+        self._uow, self._presence = uow, presence
+
+    async def execute(self, *, user_id: str, conversation_id: str) -> list[str]:
+        async with self._uow() as uow:
+            await load_for_member(uow, conversation_id=conversation_id, user_id=user_id)
+            members = [m.user_id for m in await uow.members.list(conversation_id)]
+        online = await self._presence.online(members)
+        return [uid for uid in members if uid in online]
+
+
+class SessionAlive:
+    """Whether a login still stands: sockets re-check after missing events (a Redis outage)."""
+
+    def __init__(self, *, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow, self._clock = uow, clock
+
+    async def execute(self, *, session_id: str) -> bool:
+        async with self._uow() as uow:
+            session = await uow.sessions.get(session_id)
+        return session is not None and session.revoked_at is None and self._clock.now() < session.access_expires_at

@@ -18,6 +18,7 @@ from convocore.adapters.redis_broadcaster import RedisBroadcaster
 from convocore.adapters.sql.unit_of_work import create_schema
 from convocore.application.realtime import Backlog
 from convocore.entrypoints import http_accounts, http_conversations, http_messages
+from convocore.entrypoints.asyncapi import asyncapi_schema
 from convocore.entrypoints.container import Container
 from convocore.entrypoints.deps import provide_container
 from convocore.entrypoints.errors import EXCEPTION_HANDLERS
@@ -61,8 +62,16 @@ def _wire_realtime(container: Container, settings: Settings) -> tuple[Hub, Lifes
     broadcaster = container.broadcaster()
     presence = container.presence()
     if isinstance(broadcaster, RedisBroadcaster):
+
+        async def session_alive(session_id: str) -> bool:
+            return await container.session_alive().execute(session_id=session_id)
+
         hub = Hub(
-            fetch=fetch, resync_limit=settings.resync_limit, follow=broadcaster.follow, unfollow=broadcaster.unfollow
+            fetch=fetch,
+            resync_limit=settings.resync_limit,
+            follow=broadcaster.follow,
+            unfollow=broadcaster.unfollow,
+            session_alive=session_alive,
         )
         broadcaster.add_remote_listener(hub.dispatch_wire)
         broadcaster.on_resubscribed(hub.catch_up_all)
@@ -123,6 +132,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             http_messages.router,
             chat_socket,
             user_socket,
+            asyncapi_schema,
             health,
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},

@@ -87,3 +87,5 @@ class Container(containers.DeclarativeContainer):
         window_s=config.typing_window_s,
     )
     track_presence = providers.Singleton(realtime.TrackPresence, uow=uow, presence=presence, broadcaster=broadcaster)
+    who_is_online = providers.Singleton(realtime.WhoIsOnline, uow=uow, presence=presence)
+    session_alive = providers.Singleton(realtime.SessionAlive, uow=uow, clock=clock)

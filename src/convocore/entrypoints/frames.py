@@ -109,6 +109,7 @@ class ErrorFrame(ServerFrame, tag="error"):
     detail: str
     field: str | None = None
     client_id: str | None = None
+    retry_after: int | None = None  # seconds, for rate-limited and unavailable
 
 
 class PongFrame(ServerFrame, tag="pong"):

@@ -122,6 +122,12 @@ async def mark_read(
     )
 
 
+@get("/{conversation_id:str}/presence/", summary="Which members are online now")
+async def presence(principal: Caller, container: Services, conversation_id: FromPath[str]) -> s.PresenceOut:
+    online = await container.who_is_online().execute(user_id=principal.user_id, conversation_id=conversation_id)
+    return s.PresenceOut(conversation_id=conversation_id, online=online)
+
+
 router = Router(
     path="/api/conversations",
     route_handlers=[
@@ -135,6 +141,7 @@ router = Router(
         change_role,
         join,
         mark_read,
+        presence,
     ],
     dependencies=AUTH,
     security=SECURED,

@@ -145,8 +145,10 @@ class Hub:
         resync_limit: int = 500,
         follow: Follow = _nothing_to_wait_for,
         unfollow: Unfollow = lambda _: None,
+        session_alive: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._fetch, self._resync_limit = fetch, resync_limit
+        self._session_alive = session_alive
         self._follow, self._unfollow = follow, unfollow
         self._rooms: dict[str, set[Subscription]] = {}
         self._listening: dict[str, Awaitable[None]] = {}
@@ -200,12 +202,23 @@ class Hub:
         return sum(len(c) for c in self._users.values())
 
     def catch_up_all(self) -> None:
-        """After an outage of the event feed: check every subscription against storage."""
+        """After an outage of the event feed: check every subscription against storage, and
+        every socket's login (a logout may have gone unheard)."""
         for room in self._rooms.values():
             for sub in room:
                 if not sub.syncing:
                     sub.syncing = True
                     self._spawn(self._sync(sub, after=sub.last_seq))
+        if self._session_alive is not None:
+            for connections in self._users.values():
+                for connection in connections:
+                    self._spawn(self._recheck(connection))
+
+    async def _recheck(self, connection: Connection) -> None:
+        assert self._session_alive is not None
+        with contextlib.suppress(Exception):  # storage down too: the expiry timer still holds
+            if not await self._session_alive(connection.session_id):
+                connection.close(CLOSE_UNAUTHENTICATED, "logged out")
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         for connections in list(self._users.values()):
@@ -297,7 +310,9 @@ class Hub:
             connection.offer(f.encode(f.ResyncFrame(conversation_id=cid, last_seq=newest)))
             sub.last_seq = newest
         elif after is None:
-            sub.last_seq = backlog.last_seq
+            # "From now": everything heard live since subscribing counts as new, even if it was
+            # committed before the starting point was read.
+            sub.last_seq = min([seq - 1 for seq, _ in sub.held] + [backlog.last_seq])
         else:
             sub.last_seq = min(after, backlog.last_seq)
             for message in backlog.messages:

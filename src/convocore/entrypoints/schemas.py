@@ -25,7 +25,7 @@ class In(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Request bodies: unknown fields are an error, not silently dropped."""
 
 
-Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=USERNAME_RE.pattern)]
+Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=f"^{USERNAME_RE.pattern}$")]
 Password = Annotated[str, msgspec.Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
 
 
@@ -177,6 +177,11 @@ class PublicConversationOut(msgspec.Struct, kw_only=True):
 class PublicPage(msgspec.Struct, kw_only=True):
     items: list[PublicConversationOut]
     next_cursor: str | None
+
+
+class PresenceOut(msgspec.Struct, kw_only=True):
+    conversation_id: str
+    online: list[str]  # user ids of members with a live socket anywhere
 
 
 class ReadOut(msgspec.Struct, kw_only=True):

@@ -35,7 +35,7 @@ async def chat_socket(socket: Socket, conversation_id: FromPath[str]) -> None:
     principal = await _accept(socket)
     if principal is None:
         return
-    if since is not None and not since.isdigit():
+    if since is not None and not (since.isascii() and since.isdigit()):
         await socket.close(CLOSE_BAD_REQUEST, "since must be a seq (a whole number)")
         return
     container: Container = socket.app.state.container
@@ -135,7 +135,10 @@ class _Reader:
         try:
             await self.dispatch(frame)
         except DomainError as error:
-            self.error(kind_of(error).slug, error.detail, field=error.field, client_id=client_id)
+            retry_after = getattr(error, "retry_after", None)
+            self.error(
+                kind_of(error).slug, error.detail, field=error.field, client_id=client_id, retry_after=retry_after
+            )
         except Exception:  # keep the socket: one failed frame must not end the session
             log.exception("handling a %s frame failed", type(frame).__name__)
             self.error("internal-error", "the frame could not be handled", client_id=client_id)
@@ -182,8 +185,16 @@ class _Reader:
             raise _invalid("name the conversation_id on the user socket")
         return named
 
-    def error(self, code: str, detail: str, *, field: str | None = None, client_id: str | None = None) -> None:
-        frame = f.ErrorFrame(code=code, detail=detail, field=field, client_id=client_id)
+    def error(
+        self,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        client_id: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        frame = f.ErrorFrame(code=code, detail=detail, field=field, client_id=client_id, retry_after=retry_after)
         self.connection.offer(f.encode(frame))
 
 
