@@ -1,11 +1,14 @@
 """Fixtures for tests against real servers and services."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
+from tests.integration.storage import Storage, storage_for
 
 
 @pytest.fixture
@@ -20,6 +23,13 @@ async def postgres_database(postgres_url: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+def server_storage(tmp_path: Path) -> Iterator[Storage]:
+    """Memory, unless CONVOCORE_TEST_DATABASE names another storage (see storage.py)."""
+    with storage_for(default="memory", tmp=tmp_path) as storage:
+        yield storage
 
 
 @pytest.fixture

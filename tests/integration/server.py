@@ -10,6 +10,16 @@ from pathlib import Path
 
 import httpx
 
+# Tests create many users and messages from one address in seconds; the limits have tests of
+# their own, which pass their own values.
+GENEROUS_LIMITS = {
+    "CONVOCORE_AUTH_RATE_PER_MINUTE": "1000000",
+    "CONVOCORE_HTTP_RATE_PER_MINUTE": "1000000",
+    "CONVOCORE_SEND_LIMIT": "1000000",
+}
+# Test servers start on fresh databases, as a deploy with --migrate would (SQLite always does).
+MIGRATED = {"CONVOCORE_MIGRATE": "1"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -31,7 +41,7 @@ class ServerProcess:
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.port = free_port()
         self.args = args
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **GENEROUS_LIMITS, **MIGRATED, **(env or {})}
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None

@@ -1,4 +1,5 @@
-"""The per-conversation chat socket, against a real `convocore serve --memory` process."""
+"""The per-conversation chat socket, against a real `convocore serve --memory` process (or on
+CONVOCORE_TEST_DATABASE's storage)."""
 
 import asyncio
 import json
@@ -8,15 +9,18 @@ import pytest
 
 from tests.integration.remote import Remote, assert_closed_with, frames_until, next_frame
 from tests.integration.server import ServerProcess
+from tests.integration.storage import storage_for
 
 QUIET = 0.3  # how long "nothing more arrives" is watched for
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess("--memory", cwd=tmp_path_factory.mktemp("ws")).start()
-    yield process
-    process.stop()
+    tmp = tmp_path_factory.mktemp("ws")
+    with storage_for(default="memory", tmp=tmp) as storage:
+        process = ServerProcess(*storage.server_args, cwd=tmp).start()
+        yield process
+        process.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ Entities go in and come out as copies, so nothing changes behind the store's bac
 import asyncio
 import bisect
 import copy
+import time
+from collections import deque
 from collections.abc import Callable, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -312,6 +314,9 @@ class MemoryUnitOfWorkFactory:
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
 
+    async def ping(self) -> None:
+        return None  # memory always answers
+
 
 class MemoryPresenceStore:
     """Presence for one process: its own sockets are all there is."""
@@ -335,6 +340,25 @@ class MemoryPresenceStore:
 
     async def online(self, user_ids: Sequence[str]) -> set[str]:
         return {uid for uid in user_ids if uid in self._sockets}
+
+
+class MemoryRateLimiter:
+    """Sliding-window budgets for one process."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, deque[float]] = {}
+
+    async def hit(self, key: str, *, limit: int, window_s: float) -> float | None:
+        now = time.monotonic()
+        recent = self._events.setdefault(key, deque())
+        while recent and now - recent[0] >= window_s:
+            recent.popleft()
+        if len(recent) >= limit:
+            return window_s - (now - recent[0])
+        recent.append(now)
+        if len(self._events) > 100_000:  # forget idle keys so the map stays small
+            self._events = {k: q for k, q in self._events.items() if q and now - q[-1] < window_s}
+        return None
 
 
 Listener = Callable[[Event], None]

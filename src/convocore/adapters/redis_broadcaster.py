@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from convocore.domain import events as ev
+from convocore.domain.errors import Unavailable
 from convocore.domain.events import Event
 
 log = logging.getLogger("convocore.redis")
@@ -125,6 +126,14 @@ class RedisBroadcaster:
                 await task
         if self._redis is not None:
             await self._redis.aclose()
+
+    async def ping(self) -> None:
+        try:
+            if self._redis is None:
+                raise ConnectionError("not started")
+            await self._redis.ping()
+        except _RETRYABLE as error:
+            raise Unavailable(f"redis does not answer ({type(error).__name__})") from error
 
     def _channel(self, interest: str) -> str:
         return f"{self._prefix}:{interest}"
@@ -325,3 +334,44 @@ class RedisPresenceStore:
         if self._redis is None:
             raise RuntimeError("start() the presence store first")
         return self._redis
+
+
+class RedisRateLimiter:
+    """Fixed-window budgets shared by every process: one INCR (and EXPIRE) per event."""
+
+    def __init__(self, *, url: str, prefix: str = "convocore") -> None:
+        self._url, self._prefix = url, prefix
+        self._redis: Redis | None = None
+        self._fallback: dict[str, list[float]] = {}
+
+    async def start(self) -> None:
+        self._redis = Redis.from_url(self._url, socket_connect_timeout=1, socket_timeout=1)
+
+    async def stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def hit(self, key: str, *, limit: int, window_s: float) -> float | None:
+        now = time.time()
+        window = int(now // window_s)
+        name = f"{self._prefix}:rl:{key}:{window}"
+        try:
+            if self._redis is None:
+                raise ConnectionError("not started")
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.incr(name)
+            pipe.expire(name, max(1, int(window_s) + 1))
+            count, _ = await pipe.execute()
+        except _RETRYABLE:
+            return self._local(key, limit=limit, window_s=window_s, now=now)  # Redis away: per process
+        if int(count) > limit:
+            return (window + 1) * window_s - now
+        return None
+
+    def _local(self, key: str, *, limit: int, window_s: float, now: float) -> float | None:
+        recent = [t for t in self._fallback.get(key, []) if now - t < window_s]
+        if len(recent) >= limit:
+            self._fallback[key] = recent
+            return window_s - (now - recent[0])
+        self._fallback[key] = [*recent, now]
+        return None

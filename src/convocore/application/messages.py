@@ -1,15 +1,35 @@
 """Use cases for messages: post (idempotent per client_id), page through history, edit, delete."""
 
+import math
 from dataclasses import dataclass
 
 from convocore.application.conversations import load_for_member
-from convocore.application.ports import Broadcaster, Clock, IdGenerator, UnitOfWorkFactory
+from convocore.application.ports import Broadcaster, Clock, IdGenerator, RateLimiter, UnitOfWorkFactory
 from convocore.domain import messages
-from convocore.domain.errors import Invalid, NotFound
+from convocore.domain.errors import Invalid, NotFound, RateLimited
 from convocore.domain.events import MessageCreated, MessageDeleted, MessageUpdated
 from convocore.domain.messages import Message
 
 PAGE_DEFAULT, PAGE_MAX = 50, 200
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """At most ``limit`` events per ``window_s`` seconds."""
+
+    limit: int
+    window_s: float
+
+
+async def spend(limiter: RateLimiter | None, budget: Budget, key: str, what: str) -> None:
+    if limiter is None:
+        return
+    wait = await limiter.hit(key, limit=budget.limit, window_s=budget.window_s)
+    if wait is not None:
+        raise RateLimited(
+            f"at most {budget.limit} {what} per {budget.window_s:g} s; try again shortly",
+            retry_after=max(1, math.ceil(wait)),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,9 +38,25 @@ class Posted:
     created: bool
 
 
+SEND_BUDGET = Budget(limit=20, window_s=10)
+
+
 class PostMessage:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, ids: IdGenerator, clock: Clock) -> None:
+    """Sends over REST and over sockets share one budget per user (none when embedding
+    without a limiter)."""
+
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        broadcaster: Broadcaster,
+        ids: IdGenerator,
+        clock: Clock,
+        limiter: RateLimiter | None = None,
+        budget: Budget = SEND_BUDGET,
+    ) -> None:
         self._uow, self._broadcaster, self._ids, self._clock = uow, broadcaster, ids, clock
+        self._limiter, self._budget = limiter, budget
 
     async def execute(
         self,
@@ -34,6 +70,7 @@ class PostMessage:
         """The same (sender, conversation, client_id) again returns the original, unchanged."""
         messages.validate_body(body)
         messages.validate_client_id(client_id)
+        await spend(self._limiter, self._budget, f"send:{user_id}", "messages")
         async with self._uow() as uow:
             # Locking the conversation row serialises seq allocation and the client_id check.
             conversation, sender = await load_for_member(

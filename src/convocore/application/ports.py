@@ -113,6 +113,13 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
 
 
+class Probe(Protocol):
+    """A service we depend on (the database, Redis), asked whether it answers right now."""
+
+    async def ping(self) -> None:
+        """Returns once it answers; raises ``Unavailable`` when it does not."""
+
+
 class Broadcaster(Protocol):
     """Live delivery of committed events to every process's subscribers."""
 
@@ -132,6 +139,13 @@ class PresenceStore(Protocol):
         """Users whose last socket was on a process that stopped refreshing; each reported once."""
 
     async def online(self, user_ids: Sequence[str]) -> set[str]: ...
+
+
+class RateLimiter(Protocol):
+    """Budgets per key (a user, a user's typing): at most ``limit`` events per ``window_s``."""
+
+    async def hit(self, key: str, *, limit: int, window_s: float) -> float | None:
+        """Count one event; None when within budget, else the seconds until there is room."""
 
 
 class PasswordHasher(Protocol):

@@ -1,12 +1,11 @@
 """Use cases behind the live sockets: what to subscribe to, catching up, typing, presence."""
 
-from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
 
 from convocore.application.conversations import load_for_member
-from convocore.application.ports import Broadcaster, Clock, PresenceStore, UnitOfWorkFactory
-from convocore.domain.errors import NotFound, RateLimited
+from convocore.application.messages import Budget, spend
+from convocore.application.ports import Broadcaster, Clock, PresenceStore, RateLimiter, UnitOfWorkFactory
+from convocore.domain.errors import NotFound
 from convocore.domain.events import PresenceChanged, UserTyping
 from convocore.domain.messages import Message
 
@@ -59,25 +58,17 @@ class CatchUp:
         return Backlog(messages=found, last_seq=conversation.last_seq)
 
 
-class SignalTyping:
-    """Typing notices are ephemeral and capped per user: ``burst`` within ``window_s`` seconds."""
+TYPING_BUDGET = Budget(limit=5, window_s=5)
 
-    def __init__(self, *, broadcaster: Broadcaster, clock: Clock, burst: int = 5, window_s: float = 5.0) -> None:
-        self._broadcaster, self._clock = broadcaster, clock
-        self._burst, self._window_s = burst, window_s
-        self._recent: dict[str, deque[datetime]] = {}
+
+class SignalTyping:
+    """Typing notices are ephemeral and budgeted per user."""
+
+    def __init__(self, *, broadcaster: Broadcaster, limiter: RateLimiter, budget: Budget = TYPING_BUDGET) -> None:
+        self._broadcaster, self._limiter, self._budget = broadcaster, limiter, budget
 
     async def execute(self, *, user_id: str, conversation_id: str) -> None:
-        now = self._clock.now()
-        recent = self._recent.setdefault(user_id, deque())
-        while recent and (now - recent[0]).total_seconds() >= self._window_s:
-            recent.popleft()
-        if len(recent) >= self._burst:
-            retry = self._window_s - (now - recent[0]).total_seconds()
-            raise RateLimited("typing notices are limited; slow down", retry_after=max(1, round(retry)))
-        recent.append(now)
-        if len(self._recent) > 10_000:  # forget idle users so the map stays small
-            self._recent = {uid: q for uid, q in self._recent.items() if q}
+        await spend(self._limiter, self._budget, f"typing:{user_id}", "typing notices")
         await self._broadcaster.publish(UserTyping(conversation_id=conversation_id, user_id=user_id))
 
 

@@ -15,15 +15,21 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from convocore import __version__
 from convocore.adapters.redis_broadcaster import RedisBroadcaster
-from convocore.adapters.sql.unit_of_work import create_schema
+from convocore.adapters.sql import migrate
 from convocore.application.realtime import Backlog
-from convocore.entrypoints import http_accounts, http_conversations, http_messages
+from convocore.entrypoints import http_accounts, http_conversations, http_messages, http_operations
+from convocore.entrypoints.allow import allow_every_method
 from convocore.entrypoints.asyncapi import asyncapi_schema
 from convocore.entrypoints.container import Container
 from convocore.entrypoints.deps import provide_container
 from convocore.entrypoints.errors import EXCEPTION_HANDLERS
 from convocore.entrypoints.hub import Hub
+from convocore.entrypoints.logs import RequestIds
+from convocore.entrypoints.metrics import MetricsController, process_metrics, request_metrics
+from convocore.entrypoints.openapi import ClosedRequestBodies
+from convocore.entrypoints.security import add_security_headers, rate_limits
 from convocore.entrypoints.settings import Settings
+from convocore.entrypoints.web import index, static_files
 from convocore.entrypoints.ws import chat_socket, user_socket
 
 
@@ -44,6 +50,9 @@ def build_container(settings: Settings) -> Container:
             "presence_ttl_s": settings.presence_ttl_s,
             "typing_burst": settings.typing_burst,
             "typing_window_s": settings.typing_window_s,
+            "send_limit": settings.send_limit,
+            "send_window_s": settings.send_window_s,
+            "sqlite_busy_timeout_ms": settings.sqlite_busy_timeout_ms,
         }
     )
     return container
@@ -87,7 +96,8 @@ def _wire_realtime(container: Container, settings: Settings) -> tuple[Hub, Lifes
 
     @asynccontextmanager
     async def realtime(_: Litestar) -> AsyncIterator[None]:
-        redis_parts = [broadcaster, presence] if isinstance(broadcaster, RedisBroadcaster) else []
+        limiter = container.limiter()
+        redis_parts = [broadcaster, presence, limiter] if isinstance(broadcaster, RedisBroadcaster) else []
         for part in redis_parts:
             await part.start()
         reaper = asyncio.create_task(reap_forever())
@@ -111,6 +121,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     settings = settings or Settings.from_env()
     container = container or build_container(settings)
     hub, realtime = _wire_realtime(container, settings)
+    metrics = hub.observer = process_metrics()
+    container.broadcaster().add_listener(metrics.published)
 
     @asynccontextmanager
     async def storage(_: Litestar) -> AsyncIterator[None]:
@@ -118,14 +130,21 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             yield
             return
         engine = container.engine()
-        await create_schema(engine)
+        metrics.watch(engine)
         try:
+            # The embedded SQLite file follows the code by itself; a shared database changes only
+            # when asked (--migrate, or `convocore migrate` as a deploy step) and is checked otherwise.
+            if settings.migrate or engine.dialect.name == "sqlite":
+                await migrate.upgrade(engine)
+            else:
+                await migrate.ensure_current(engine)
             yield
         finally:
             await engine.dispose()
 
     state: dict[str, Any] = {"container": container, "hub": hub, "settings": settings}
-    return Litestar(
+    limits, stores = rate_limits(settings)
+    app = Litestar(
         route_handlers=[
             http_accounts.router,
             http_conversations.router,
@@ -134,6 +153,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             user_socket,
             asyncapi_schema,
             health,
+            index,
+            static_files,
+            http_operations.ready,
+            MetricsController,
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
@@ -144,8 +167,15 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             path="/schema",
             components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
         ),
+        plugins=[ClosedRequestBodies()],
         request_max_body_size=settings.max_request_bytes,
+        middleware=[request_metrics(), *limits],
+        logging_config=None,  # logging belongs to the host: `convocore serve` sets it up (logs.py)
+        stores=stores,
+        before_send=[add_security_headers, allow_every_method],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None,
         lifespan=[storage, realtime],
         state=State(state),
     )
+    app.asgi_handler = RequestIds(app.asgi_handler)  # outside the router: unmatched paths get an id too
+    return app

@@ -1,10 +1,12 @@
-"""`convocore serve`: run the server, by default on a SQLite file in the working directory."""
+"""`convocore serve`: run the server, by default on a SQLite file in the working directory.
+`convocore migrate`: bring a database's schema up to this version's."""
 
 import argparse
 import logging
 import sys
 
 from convocore import __version__
+from convocore.entrypoints.logs import configure_logging
 from convocore.entrypoints.settings import Settings
 
 
@@ -31,7 +33,18 @@ def _parser() -> argparse.ArgumentParser:
         const=True,
         help="keep everything in memory, nothing persisted (CONVOCORE_MEMORY=1)",
     )
+    serve.add_argument(
+        "--migrate",
+        action="store_const",
+        const=True,
+        help="upgrade the database schema before serving (CONVOCORE_MIGRATE=1); SQLite always is",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines as text or JSON (CONVOCORE_LOG_FORMAT, default text)"
+    )
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to this version's, then exit")
+    migrate.add_argument("--database-url", help="the database to upgrade (CONVOCORE_DATABASE_URL, default as serve)")
     return parser
 
 
@@ -39,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "migrate":
+        return migrate(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -48,10 +63,16 @@ def serve(args: argparse.Namespace) -> int:
     from convocore.entrypoints.app import create_app
 
     settings = Settings.from_env(
-        host=args.host, port=args.port, database_url=args.database_url, memory=args.memory, redis_url=args.redis_url
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url,
+        memory=args.memory,
+        redis_url=args.redis_url,
+        migrate=args.migrate,
+        log_format=args.log_format,
     )
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    where = "memory (nothing persisted)" if settings.memory else settings.database_url
+    configure_logging(level=args.log_level, log_format=settings.log_format)
+    where = "memory (nothing persisted)" if settings.memory else _shown(settings.database_url)
     live = f"Redis at {settings.redis_url}" if settings.redis_url else "this process only"
     logging.getLogger("convocore").info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
     uvicorn.run(
@@ -59,11 +80,51 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
+        log_config=None,  # configure_logging did it, for uvicorn's loggers too
         proxy_headers=False,
         ws_ping_interval=settings.ws_ping_interval_s,  # the server pings; a peer that stops answering is closed
         ws_ping_timeout=settings.ws_ping_timeout_s,
+        # Frames past our own limit get an error frame; far past it (64x) the server closes the
+        # socket with 1009 rather than reading megabytes first.
+        ws_max_size=settings.ws_max_frame_bytes * 64,
     )
     return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from convocore.adapters.sql import migrate as migrations
+    from convocore.adapters.sql.unit_of_work import create_engine
+
+    settings = Settings.from_env(database_url=args.database_url)
+    configure_logging(level="warning", log_format=settings.log_format)
+
+    async def upgrade() -> tuple[str | None, str | None]:
+        engine = create_engine(settings.database_url)
+        try:
+            before = await migrations.upgrade(engine)
+            return before, await migrations.current(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        before, after = asyncio.run(upgrade())
+    except (migrations.SchemaError, SQLAlchemyError, OSError) as error:
+        print(f"convocore migrate: {_shown(settings.database_url)}: {error}", file=sys.stderr)
+        return 1
+    change = f"upgraded from {before or 'an empty database'} to {after}" if before != after else f"already at {after}"
+    print(f"{_shown(settings.database_url)}: {change}")
+    return 0
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,16 @@
 from dependency_injector import containers, providers
 
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
-from convocore.adapters.memory import InProcessBroadcaster, MemoryPresenceStore, MemoryUnitOfWorkFactory
-from convocore.adapters.redis_broadcaster import RedisBroadcaster, RedisPresenceStore
+from convocore.adapters.memory import (
+    InProcessBroadcaster,
+    MemoryPresenceStore,
+    MemoryRateLimiter,
+    MemoryUnitOfWorkFactory,
+)
+from convocore.adapters.redis_broadcaster import RedisBroadcaster, RedisPresenceStore, RedisRateLimiter
 from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine
 from convocore.adapters.system import SecretTokenGenerator, SystemClock, UuidGenerator
-from convocore.application import accounts, conversations, messages, realtime
+from convocore.application import accounts, conversations, messages, operations, realtime
 from convocore.entrypoints import frames
 
 
@@ -23,7 +28,9 @@ class Container(containers.DeclarativeContainer):
     token_policy = providers.Singleton(
         accounts.TokenPolicy, access_ttl_s=config.access_ttl_s, refresh_ttl_s=config.refresh_ttl_s
     )
-    engine = providers.Singleton(create_engine, url=config.database_url)
+    engine = providers.Singleton(
+        create_engine, url=config.database_url, sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms
+    )
     uow = providers.Selector(
         config.storage,
         memory=providers.Singleton(MemoryUnitOfWorkFactory),
@@ -35,6 +42,11 @@ class Container(containers.DeclarativeContainer):
         redis=providers.Singleton(
             RedisBroadcaster, url=config.redis_url, encode=frames.wire_encode, prefix=config.redis_prefix
         ),
+    )
+    limiter = providers.Selector(
+        config.broadcaster,
+        memory=providers.Singleton(MemoryRateLimiter),
+        redis=providers.Singleton(RedisRateLimiter, url=config.redis_url, prefix=config.redis_prefix),
     )
     presence = providers.Selector(
         config.broadcaster,
@@ -71,7 +83,15 @@ class Container(containers.DeclarativeContainer):
     discover_public = providers.Singleton(conversations.DiscoverPublic, uow=uow)
     mark_read = providers.Singleton(conversations.MarkRead, uow=uow, broadcaster=broadcaster)
 
-    post_message = providers.Singleton(messages.PostMessage, uow=uow, broadcaster=broadcaster, ids=ids, clock=clock)
+    post_message = providers.Singleton(
+        messages.PostMessage,
+        uow=uow,
+        broadcaster=broadcaster,
+        ids=ids,
+        clock=clock,
+        limiter=limiter,
+        budget=providers.Factory(messages.Budget, limit=config.send_limit, window_s=config.send_window_s),
+    )
     list_messages = providers.Singleton(messages.ListMessages, uow=uow)
     edit_message = providers.Singleton(messages.EditMessage, uow=uow, broadcaster=broadcaster, clock=clock)
     delete_message = providers.Singleton(messages.DeleteMessage, uow=uow, broadcaster=broadcaster, clock=clock)
@@ -82,10 +102,18 @@ class Container(containers.DeclarativeContainer):
     signal_typing = providers.Singleton(
         realtime.SignalTyping,
         broadcaster=broadcaster,
-        clock=clock,
-        burst=config.typing_burst,
-        window_s=config.typing_window_s,
+        limiter=limiter,
+        budget=providers.Factory(messages.Budget, limit=config.typing_burst, window_s=config.typing_window_s),
     )
     track_presence = providers.Singleton(realtime.TrackPresence, uow=uow, presence=presence, broadcaster=broadcaster)
     who_is_online = providers.Singleton(realtime.WhoIsOnline, uow=uow, presence=presence)
     session_alive = providers.Singleton(realtime.SessionAlive, uow=uow, clock=clock)
+
+    check_readiness = providers.Singleton(
+        operations.CheckReadiness,
+        probes=providers.Selector(
+            config.broadcaster,
+            memory=providers.Dict(database=uow),
+            redis=providers.Dict(database=uow, redis=broadcaster),
+        ),
+    )

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter, SkipValidation
 
 from convocore.application.accounts import Principal
@@ -34,5 +35,16 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return token.strip()
 
 
-async def provide_principal(request: ASGIConnection[Any, Any, Any, Any], container: Services) -> Principal:
-    return await container.authenticate().execute(access_token=bearer_token(request))
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A guard, so the token is checked before anything else about the request: a caller
+    without a valid token gets 401 whatever the body or the query. OPTIONS, which only lists
+    the methods, needs none (the router's guards reach its automatic handler too)."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    container: Container = connection.app.state.container
+    connection.state.principal = await container.authenticate().execute(access_token=bearer_token(connection))
+
+
+def provide_principal(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    principal: Principal = request.state.principal
+    return principal

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -19,6 +20,7 @@ from convocore.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
+from convocore.entrypoints.schemas import FieldErrorOut, ProblemOut
 
 log = logging.getLogger("convocore")
 
@@ -62,29 +64,31 @@ def kind_of(error: DomainError) -> Kind:
     return HTTP_KINDS[500]
 
 
-def problem(kind: Kind, detail: str, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": TYPE_PREFIX + kind.slug,
-        "title": kind.title,
-        "status": kind.status,
-        "detail": detail,
-    }
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return body
+def problem(
+    kind: Kind, detail: str, *, field: str | None = None, errors: list[FieldErrorOut] | None = None
+) -> ProblemOut:
+    return ProblemOut(
+        type=TYPE_PREFIX + kind.slug,
+        title=kind.title,
+        status=kind.status,
+        detail=detail,
+        field=msgspec.UNSET if field is None else field,
+        errors=msgspec.UNSET if errors is None else errors,
+    )
 
 
-def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+def _response(body: ProblemOut, headers: dict[str, str] | None = None) -> Response[ProblemOut]:
+    return Response(body, status_code=body.status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Response[ProblemOut]:
     kind = kind_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, Unavailable | RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+    errors = [FieldErrorOut(field=exc.field, message=exc.detail)] if exc.field else None
     return _response(problem(kind, exc.detail, field=exc.field, errors=errors), headers)
 
 
@@ -107,21 +111,35 @@ def _field_of(item: dict[str, Any]) -> str:
     return "body" if key == "data" else key
 
 
-def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ProblemOut]:
     items = exc.extra if isinstance(exc.extra, list) else []
     if not items:  # malformed JSON and similar: the body could not be read at all
         return _response(problem(HTTP_KINDS[400], str(exc.detail)))
-    errors = [{"field": _field_of(item), "message": str(item.get("message", ""))} for item in items]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return _response(problem(KINDS[Invalid], detail, field=errors[0]["field"], errors=errors))
+    errors = [FieldErrorOut(field=_field_of(item), message=str(item.get("message", ""))) for item in items]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return _response(problem(KINDS[Invalid], detail, field=errors[0].field, errors=errors))
 
 
-def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ProblemOut]:
     kind = HTTP_KINDS.get(exc.status_code) or Kind(exc.status_code, "http-error", str(exc.detail))
-    return _response(problem(kind, str(exc.detail)), dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429 and "RateLimit-Reset" in headers:  # Litestar's limiter says when, as RateLimit-Reset
+        headers["Retry-After"] = str(max(1, int(headers["RateLimit-Reset"])))
+    return _response(problem(kind, str(exc.detail)), headers)
 
 
-def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+NESTED_TOO_DEEPLY = "the JSON is nested too deeply"
+
+
+def recursion_error_handler(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ProblemOut]:
+    """Litestar decodes a JSON body before it checks its type, and msgspec gives up on deep
+    nesting with a RecursionError: the body could not be read (400), not a server fault."""
+    if "deserializing" in str(exc):
+        return _response(problem(HTTP_KINDS[400], NESTED_TOO_DEEPLY))
+    return internal_error_handler(request, exc)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemOut]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(
         problem(HTTP_KINDS[500], "an unexpected error occurred; it has been logged"),
@@ -134,7 +152,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error_handler,
     ValidationException: validation_error_handler,
     HTTPException: http_error_handler,
+    RecursionError: recursion_error_handler,
     Exception: internal_error_handler,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "field_in", "kind_of", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "NESTED_TOO_DEEPLY", "field_in", "kind_of", "problem"]

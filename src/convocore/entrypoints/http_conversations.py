@@ -5,10 +5,15 @@ from litestar import Response, Router, delete, get, patch, post
 from convocore.domain.conversations import Kind, Role
 from convocore.entrypoints import schemas as s
 from convocore.entrypoints.deps import Caller, Cursor, FromPath, JSONBody, Limit, Query, Services
-from convocore.entrypoints.http_accounts import AUTH, SECURED
+from convocore.entrypoints.http_accounts import AUTH, GUARDS, SECURED
+from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
 
 
-@post("/", summary="Start a direct or group conversation (a pair's direct one is reused)")
+@post(
+    "/",
+    summary="Start a direct or group conversation (a pair's direct one is reused)",
+    responses=problems(WITH_TOKEN, WITH_BODY) | also(200, s.ConversationOut, "The pair's existing direct conversation"),
+)
 async def start(
     principal: Caller, container: Services, data: JSONBody[s.StartConversationIn]
 ) -> Response[s.ConversationOut]:
@@ -22,7 +27,7 @@ async def start(
     return Response(s.conversation_out(detail), status_code=201 if created else 200)
 
 
-@get("/", summary="The caller's inbox, most recent activity first")
+@get("/", summary="The caller's inbox, most recent activity first", responses=problems(WITH_TOKEN, 422))
 async def inbox(principal: Caller, container: Services, cursor: Cursor = None, limit: Limit = 50) -> s.InboxPage:
     entries, after = await container.list_inbox().execute(
         user_id=principal.user_id, before=s.decode_inbox_cursor(cursor), limit=limit
@@ -31,7 +36,7 @@ async def inbox(principal: Caller, container: Services, cursor: Cursor = None, l
     return s.InboxPage(items=[s.inbox_item_out(e) for e in entries], next_cursor=next_cursor)
 
 
-@get("/public/", summary="Discover public groups by title")
+@get("/public/", summary="Discover public groups by title", responses=problems(WITH_TOKEN, 422))
 async def discover(
     principal: Caller, container: Services, q: Query = "", cursor: Cursor = None, limit: Limit = 50
 ) -> s.PublicPage:
@@ -40,13 +45,21 @@ async def discover(
     return s.PublicPage(items=[s.public_out(c) for c in found], next_cursor=next_cursor)
 
 
-@get("/{conversation_id:str}/", summary="One conversation with its members and their roles")
+@get(
+    "/{conversation_id:str}/",
+    summary="One conversation with its members and their roles",
+    responses=problems(WITH_TOKEN, 404),
+)
 async def detail(principal: Caller, container: Services, conversation_id: FromPath[str]) -> s.ConversationOut:
     found = await container.get_conversation().execute(user_id=principal.user_id, conversation_id=conversation_id)
     return s.conversation_out(found)
 
 
-@patch("/{conversation_id:str}/", summary="Rename a group or make it public/private (owner or admin)")
+@patch(
+    "/{conversation_id:str}/",
+    summary="Rename a group or make it public/private (owner or admin)",
+    responses=problems(WITH_TOKEN, WITH_BODY, 403, 404),
+)
 async def update(
     principal: Caller,
     container: Services,
@@ -59,7 +72,11 @@ async def update(
     return s.conversation_out(changed)
 
 
-@post("/{conversation_id:str}/members/", summary="Add a member (owner or admin)")
+@post(
+    "/{conversation_id:str}/members/",
+    summary="Add a member (owner or admin)",
+    responses=problems(WITH_TOKEN, WITH_BODY, 403, 404, 409) | also(200, s.MemberOut, "Already a member: unchanged"),
+)
 async def add_member(
     principal: Caller, container: Services, conversation_id: FromPath[str], data: JSONBody[s.AddMemberIn]
 ) -> Response[s.MemberOut]:
@@ -72,7 +89,12 @@ async def add_member(
     return Response(s.member_out(member), status_code=201 if created else 200)
 
 
-@delete("/{conversation_id:str}/members/{user_id:str}/", status_code=204, summary="Remove a member, or leave")
+@delete(
+    "/{conversation_id:str}/members/{user_id:str}/",
+    status_code=204,
+    summary="Remove a member, or leave",
+    responses=problems(WITH_TOKEN, 403, 404),
+)
 async def remove_member(
     principal: Caller, container: Services, conversation_id: FromPath[str], user_id: FromPath[str]
 ) -> None:
@@ -81,7 +103,11 @@ async def remove_member(
     )
 
 
-@patch("/{conversation_id:str}/members/{user_id:str}/", summary="Change a member's role (owner)")
+@patch(
+    "/{conversation_id:str}/members/{user_id:str}/",
+    summary="Change a member's role (owner)",
+    responses=problems(WITH_TOKEN, WITH_BODY, 403, 404),
+)
 async def change_role(
     principal: Caller,
     container: Services,
@@ -98,7 +124,11 @@ async def change_role(
     return s.member_out(member)
 
 
-@post("/{conversation_id:str}/join/", summary="Join a public group")
+@post(
+    "/{conversation_id:str}/join/",
+    summary="Join a public group",
+    responses=problems(WITH_TOKEN, 404, 409) | also(200, s.MemberOut, "Already a member: unchanged"),
+)
 async def join(principal: Caller, container: Services, conversation_id: FromPath[str]) -> Response[s.MemberOut]:
     member, created = await container.join_conversation().execute(
         user_id=principal.user_id, conversation_id=conversation_id
@@ -106,7 +136,12 @@ async def join(principal: Caller, container: Services, conversation_id: FromPath
     return Response(s.member_out(member), status_code=201 if created else 200)
 
 
-@post("/{conversation_id:str}/read/", status_code=200, summary="Move the caller's read marker forward")
+@post(
+    "/{conversation_id:str}/read/",
+    status_code=200,
+    summary="Move the caller's read marker forward",
+    responses=problems(WITH_TOKEN, WITH_BODY, 404),
+)
 async def mark_read(
     principal: Caller, container: Services, conversation_id: FromPath[str], data: JSONBody[s.MarkReadIn]
 ) -> s.ReadOut:
@@ -122,7 +157,7 @@ async def mark_read(
     )
 
 
-@get("/{conversation_id:str}/presence/", summary="Which members are online now")
+@get("/{conversation_id:str}/presence/", summary="Which members are online now", responses=problems(WITH_TOKEN, 404))
 async def presence(principal: Caller, container: Services, conversation_id: FromPath[str]) -> s.PresenceOut:
     online = await container.who_is_online().execute(user_id=principal.user_id, conversation_id=conversation_id)
     return s.PresenceOut(conversation_id=conversation_id, online=online)
@@ -144,6 +179,7 @@ router = Router(
         presence,
     ],
     dependencies=AUTH,
+    guards=GUARDS,
     security=SECURED,
     tags=["conversations"],
 )

@@ -7,12 +7,17 @@ from litestar.params import QueryParameter
 
 from convocore.entrypoints import schemas as s
 from convocore.entrypoints.deps import Caller, FromPath, JSONBody, Limit, Services
-from convocore.entrypoints.http_accounts import AUTH, SECURED
+from convocore.entrypoints.http_accounts import AUTH, GUARDS, SECURED
+from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
 
 SeqBound = Annotated[int | None, QueryParameter(ge=0, description="Exclusive seq bound.")]
 
 
-@post("/", summary="Send a message (idempotent per client_id)")
+@post(
+    "/",
+    summary="Send a message (idempotent per client_id)",
+    responses=problems(WITH_TOKEN, WITH_BODY, 404, 409) | also(200, s.MessageOut, "A repeated client_id: the original"),
+)
 async def send(principal: Caller, container: Services, data: JSONBody[s.PostMessageIn]) -> Response[s.MessageOut]:
     posted = await container.post_message().execute(
         user_id=principal.user_id,
@@ -24,7 +29,11 @@ async def send(principal: Caller, container: Services, data: JSONBody[s.PostMess
     return Response(s.message_out(posted.message), status_code=201 if posted.created else 200)
 
 
-@get("/{conversation_id:str}/", summary="A page of history, ascending seq; keyset on seq")
+@get(
+    "/{conversation_id:str}/",
+    summary="A page of history, ascending seq; keyset on seq",
+    responses=problems(WITH_TOKEN, 404, 422),
+)
 async def history(
     principal: Caller,
     container: Services,
@@ -39,7 +48,11 @@ async def history(
     return s.MessagePage(items=[s.message_out(m) for m in items], has_more=has_more)
 
 
-@patch("/{conversation_id:str}/{seq:int}/", summary="Edit a message (author)")
+@patch(
+    "/{conversation_id:str}/{seq:int}/",
+    summary="Edit a message (author)",
+    responses=problems(WITH_TOKEN, WITH_BODY, 403, 404, 409),
+)
 async def edit(
     principal: Caller,
     container: Services,
@@ -57,6 +70,7 @@ async def edit(
     "/{conversation_id:str}/{seq:int}/",
     status_code=200,
     summary="Delete a message: a tombstone keeps its seq",
+    responses=problems(WITH_TOKEN, 403, 404),
 )
 async def remove(
     principal: Caller, container: Services, conversation_id: FromPath[str], seq: FromPath[int]
@@ -71,6 +85,7 @@ router = Router(
     path="/api/messages",
     route_handlers=[send, history, edit, remove],
     dependencies=AUTH,
+    guards=GUARDS,
     security=SECURED,
     tags=["messages"],
 )

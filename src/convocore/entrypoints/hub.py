@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from convocore.application.realtime import Backlog
 from convocore.domain.errors import NotFound
@@ -40,6 +40,29 @@ async def _nothing_to_wait_for(_: str) -> None:
     return None
 
 
+class Observer(Protocol):
+    """What the hub reports as it works (the metrics). Called inline: every method must be cheap."""
+
+    def socket_opened(self) -> None: ...
+    def socket_closed(self) -> None: ...
+    def offered(self) -> None: ...  # a frame queued for a socket
+    def dropped(self) -> None: ...  # a socket closed because its send queue overflowed
+    def resumed(self) -> None: ...  # a stream picked up from a client's last seq
+    def resynced(self) -> None: ...  # a gap too large to replay: the client was told to resync
+
+
+class Unobserved:
+    def socket_opened(self) -> None: ...
+    def socket_closed(self) -> None: ...
+    def offered(self) -> None: ...
+    def dropped(self) -> None: ...
+    def resumed(self) -> None: ...
+    def resynced(self) -> None: ...
+
+
+UNOBSERVED = Unobserved()
+
+
 class Connection:
     """One socket: a bounded send queue, its writer, and the conversations it follows."""
 
@@ -52,8 +75,10 @@ class Connection:
         expires_at: datetime,
         queue_size: int,
         conversation_id: str | None = None,
+        observer: Observer = UNOBSERVED,
     ) -> None:
         self.user_id, self.session_id, self.expires_at = user_id, session_id, expires_at
+        self.observer = observer
         self.conversation_id = conversation_id  # None: the user socket, which follows them all
         self.subscriptions: dict[str, Subscription] = {}
         self._send = send
@@ -65,12 +90,18 @@ class Connection:
     def closed(self) -> bool:
         return self._close is not None
 
+    @property
+    def close_reason(self) -> tuple[int, str] | None:
+        return self._close
+
     def offer(self, frame: str) -> None:
         if self._close is not None:
             return
         try:
             self._queue.put_nowait(frame)
+            self.observer.offered()
         except asyncio.QueueFull:
+            self.observer.dropped()
             self.close(CLOSE_TOO_SLOW, "send queue overflowed; reconnect and resume")
 
     def close(self, code: int, reason: str) -> None:
@@ -146,7 +177,9 @@ class Hub:
         follow: Follow = _nothing_to_wait_for,
         unfollow: Unfollow = lambda _: None,
         session_alive: Callable[[str], Awaitable[bool]] | None = None,
+        observer: Observer = UNOBSERVED,
     ) -> None:
+        self.observer = observer
         self._fetch, self._resync_limit = fetch, resync_limit
         self._session_alive = session_alive
         self._follow, self._unfollow = follow, unfollow
@@ -161,6 +194,7 @@ class Hub:
         """Count the connection in; returns once events about its user reach this process."""
         connections = self._users.setdefault(connection.user_id, set())
         connections.add(connection)
+        self.observer.socket_opened()
         if len(connections) == 1:
             await _bounded(self._follow(f"u:{connection.user_id}"))
 
@@ -168,7 +202,8 @@ class Hub:
         for conversation_id in list(connection.subscriptions):
             self.unsubscribe(connection, conversation_id)
         users = self._users.get(connection.user_id)
-        if users is not None:
+        if users is not None and connection in users:
+            self.observer.socket_closed()
             users.discard(connection)
             if not users:
                 del self._users[connection.user_id]
@@ -308,6 +343,7 @@ class Hub:
         if backlog is None or len(backlog.messages) > self._resync_limit:
             newest = max([seq for seq, _ in sub.held] + [backlog.last_seq if backlog else sub.last_seq])
             connection.offer(f.encode(f.ResyncFrame(conversation_id=cid, last_seq=newest)))
+            self.observer.resynced()
             sub.last_seq = newest
         elif after is None:
             # "From now": everything heard live since subscribing counts as new, even if it was

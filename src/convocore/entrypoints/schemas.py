@@ -184,6 +184,26 @@ class PresenceOut(msgspec.Struct, kw_only=True):
     online: list[str]  # user ids of members with a live socket anywhere
 
 
+class FieldErrorOut(msgspec.Struct, kw_only=True):
+    field: str
+    message: str
+
+
+ProblemType = Annotated[str, msgspec.Meta(pattern="^urn:convocore:problem:[a-z-]+$")]
+
+
+class ProblemOut(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details, the body of every error response (application/problem+json).
+    `field` and `errors` are present only when the error concerns named inputs."""
+
+    type: ProblemType
+    title: str
+    status: Annotated[int, msgspec.Meta(ge=400, le=599)]
+    detail: str
+    field: str | msgspec.UnsetType = msgspec.UNSET
+    errors: list[FieldErrorOut] | msgspec.UnsetType = msgspec.UNSET
+
+
 class ReadOut(msgspec.Struct, kw_only=True):
     conversation_id: str
     user_id: str

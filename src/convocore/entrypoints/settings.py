@@ -17,6 +17,8 @@ class Settings:
     port: int = 8000
     database_url: str = DEFAULT_DATABASE_URL
     memory: bool = False
+    migrate: bool = False  # upgrade the schema on start; SQLite always does (see app.storage)
+    log_format: str = "text"  # or "json": one object per line
     redis_url: str | None = None
     redis_prefix: str = "convocore"  # channel and key prefix, so deployments can share a Redis
     access_ttl_s: int = 3600
@@ -31,6 +33,11 @@ class Settings:
     resync_limit: int = 500
     typing_burst: int = 5
     typing_window_s: float = 5.0
+    send_limit: int = 20  # messages per user per send_window_s, REST and sockets together
+    send_window_s: float = 10.0
+    auth_rate_per_minute: int = 20  # register, login and token refresh, per client IP
+    http_rate_per_minute: int = 1200  # any authenticated HTTP request, per access token
+    sqlite_busy_timeout_ms: int = 5000
     presence_ttl_s: int = 30
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 

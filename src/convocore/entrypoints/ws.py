@@ -12,7 +12,7 @@ from convocore.application.accounts import Principal
 from convocore.domain.errors import DomainError, Invalid, NotFound, Unauthenticated
 from convocore.entrypoints import frames as f
 from convocore.entrypoints.container import Container
-from convocore.entrypoints.errors import field_in, kind_of
+from convocore.entrypoints.errors import NESTED_TOO_DEEPLY, field_in, kind_of
 from convocore.entrypoints.hub import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
@@ -44,6 +44,8 @@ async def chat_socket(socket: Socket, conversation_id: FromPath[str]) -> None:
     except NotFound:
         await socket.close(CLOSE_FORBIDDEN, "not a member of this conversation")
         return
+    if since is not None:
+        socket.app.state.hub.observer.resumed()
     await _run(socket, principal, conversation_id, after=int(since) if since is not None else None)
 
 
@@ -61,6 +63,7 @@ async def _accept(socket: Socket) -> Principal | None:
     try:
         return await container.authenticate().execute(access_token=socket.query_params.get("token", ""))
     except Unauthenticated as error:
+        log.info("socket refused: %s", error.detail)
         await socket.close(CLOSE_UNAUTHENTICATED, error.detail)
         return None
 
@@ -76,7 +79,9 @@ async def _run(socket: Socket, principal: Principal, conversation_id: str | None
         expires_at=principal.expires_at,
         queue_size=settings.ws_send_queue,
         conversation_id=conversation_id,
+        observer=hub.observer,
     )
+    log.info("socket opened: user %s, %s", principal.user_id, conversation_id or "user socket")
     await hub.register(connection)  # first, so memberships gained from now on reach this socket
     try:
         if conversation_id is not None:
@@ -89,6 +94,8 @@ async def _run(socket: Socket, principal: Principal, conversation_id: str | None
         await connection.serve(reader.run())
     finally:
         hub.unregister(connection)
+        why = connection.close_reason
+        log.info("socket closed: user %s, %s", principal.user_id, f"{why[0]} {why[1]}" if why else "by the client")
         try:
             await container.track_presence().disconnected(user_id=principal.user_id)
         except Exception:  # presence is best effort; the socket is gone either way
@@ -131,6 +138,9 @@ class _Reader:
         except msgspec.DecodeError as error:
             self.error("bad-frame", f"not a JSON frame: {error}")
             return
+        except RecursionError:  # msgspec, skipping deeply nested values while it looks for the tag
+            self.error("bad-frame", NESTED_TOO_DEEPLY)
+            return
         client_id = frame.client_id if isinstance(frame, f.MessageSend) else None
         try:
             await self.dispatch(frame)
@@ -171,6 +181,7 @@ class _Reader:
         for cid, seq in frame.since.items():
             if cid in self.connection.subscriptions:
                 self.hub.subscribe(self.connection, cid, after=seq)
+                self.hub.observer.resumed()
         if unknown:
             raise NotFound(f"not following {', '.join(sorted(unknown))}", field="since")
 

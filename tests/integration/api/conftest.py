@@ -1,8 +1,10 @@
-"""The real Litestar app in-process (memory storage), with a small client for the API."""
+"""The real Litestar app in-process (memory storage, or CONVOCORE_TEST_DATABASE's), with a small
+client for the API."""
 
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +12,10 @@ from litestar.testing import AsyncTestClient
 
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.settings import Settings
+from tests.integration.storage import storage_for
 
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
+GENEROUS_LIMITS = {"auth_rate_per_minute": 1_000_000, "http_rate_per_minute": 1_000_000, "send_limit": 1_000_000}
 _names = itertools.count(1)
 
 
@@ -66,10 +70,11 @@ class Api:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[AsyncTestClient[Any]]:
-    app = create_app(Settings(memory=True, **FAST_HASHING))
-    async with AsyncTestClient(app) as test_client:
-        yield test_client
+async def client(tmp_path: Path) -> AsyncIterator[AsyncTestClient[Any]]:
+    with storage_for(default="memory", tmp=tmp_path) as storage:  # CONVOCORE_TEST_DATABASE
+        app = create_app(Settings(**storage.settings, **FAST_HASHING, **GENEROUS_LIMITS))
+        async with AsyncTestClient(app) as test_client:
+            yield test_client
 
 
 @pytest.fixture

@@ -29,13 +29,15 @@ _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$", re.MULTILINE)
 
 
 @contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors(*, connecting: bool = False) -> Iterator[None]:
+    """``connecting``: any database error while getting a connection means the database cannot
+    serve us now (refusing connections, starting up, out of slots), whatever its SQLSTATE."""
     try:
         yield
     except exc.IntegrityError as error:
         raise _conflict(error) from error
     except Exception as error:
-        if _transient(error):
+        if _transient(error) or (connecting and isinstance(error, exc.DBAPIError)):
             raise Unavailable("the database is busy or unreachable; try again", retry_after=1) from error
         raise
 

@@ -3,7 +3,7 @@
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, CursorResult, Executable, event, make_url
+from sqlalchemy import Connection, CursorResult, Executable, event, exc, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -27,19 +27,19 @@ from convocore.application.ports import (
 from convocore.domain.errors import Unavailable
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000")
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> AsyncEngine:
     """An engine for ``url``; plain ``sqlite:`` and ``postgresql:`` URLs get the async drivers."""
     parsed = make_url(url)
     parsed = parsed.set(drivername=_ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, busy_timeout_ms=sqlite_busy_timeout_ms)
     return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_timeout=30, pool_pre_ping=True)
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
+def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> AsyncEngine:
     # Exactly one connection per process, so units of work queue for it and run one at a time.
     # That is what makes seq allocation race-free here: SQLite has no SELECT ... FOR UPDATE, but
     # nothing can interleave with a transaction that has the only connection. (It costs nothing:
@@ -47,17 +47,17 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     # than StaticPool, which would hand the one connection to two units of work at once; a pooled
     # connection is never recycled, so the database lives as long as the engine.
     engine = create_async_engine(url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=30)
-    event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    event.listen(engine.sync_engine, "connect", lambda conn, _: _configure_sqlite(conn, busy_timeout_ms))
     event.listen(engine.sync_engine, "begin", _begin_immediate)
     return engine
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     # Stop the sqlite3 module from starting transactions itself (it would skip BEGIN before
     # SELECTs, so reads would not share the transaction); _begin_immediate does it instead.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in _SQLITE_PRAGMAS:
+    for pragma in (*_SQLITE_PRAGMAS, f"busy_timeout={int(busy_timeout_ms)}"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
@@ -95,7 +95,7 @@ class SqlAlchemyUnitOfWork:
         self.messages: MessageRepository = SqlAlchemyMessageRepository(self._execute)
 
     async def __aenter__(self) -> Self:
-        with translate_errors():
+        with translate_errors(connecting=True):
             self._connection = await self._engine.connect()
         return self
 
@@ -134,3 +134,12 @@ class SqlAlchemyUnitOfWorkFactory:
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(engine=self.engine)
+
+    async def ping(self) -> None:
+        """One trivial query on a pooled connection (a fresh one when the pooled one is dead)."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(select(1))
+        except (exc.SQLAlchemyError, OSError) as error:
+            cause = error.orig if isinstance(error, exc.DBAPIError) else error
+            raise Unavailable(f"the database does not answer ({type(cause).__name__})") from error

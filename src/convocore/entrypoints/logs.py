@@ -1,0 +1,92 @@
+"""Log lines as text or as JSON objects, each carrying the id of the request that produced it.
+
+Every HTTP request and WebSocket session gets a request id: the client's ``X-Request-ID`` when it
+is sane, else a fresh one. It is echoed in the response (or the socket's handshake) headers and
+kept in a context variable, so everything logged while serving it, including tasks it starts,
+names it.
+"""
+
+import json
+import logging
+import re
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "x-request-id"
+request_id: ContextVar[str | None] = ContextVar("convocore_request_id", default=None)
+_SANE = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def new_request_id(offered: str | None) -> str:
+    """The client's id when it is short and harmless in a log line, else a fresh one."""
+    if offered is not None and _SANE.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
+class RequestIds:
+    """ASGI middleware: a request id per HTTP request and per WebSocket session."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        offered = next((value for name, value in scope["headers"] if name == HEADER.encode()), None)
+        rid = new_request_id(offered.decode("latin-1") if offered is not None else None)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept") and "headers" in message:
+                MutableScopeHeaders.from_message(message)[HEADER] = rid
+            await send(message)
+
+        token = request_id.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+class WithRequestId(logging.Filter):
+    """Puts the current request id on every record (``-`` outside any request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, logger, message, request_id (and exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        rid = getattr(record, "request_id", None)
+        entry: dict[str, object] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": None if rid in (None, "-") else rid,
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(*, level: str, log_format: str) -> None:
+    """One handler on the root logger for everything: ours, uvicorn's, Litestar's, warnings."""
+    handler = logging.StreamHandler()
+    handler.addFilter(WithRequestId())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)

@@ -1,0 +1,111 @@
+"""Prometheus metrics at ``/metrics``: Litestar's per-request metrics and the real-time engine's own.
+
+Prometheus keeps one registry per process, so the metrics are created once per process and
+shared by every app in it (as Litestar's middleware does with its own); counters only ever
+grow, and the socket gauge counts every app's sockets.
+"""
+
+import time
+from functools import cache
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.middleware.base import DefineMiddleware
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from convocore.domain.events import Event
+from convocore.entrypoints.frames import route_of
+
+_STARTED = "convocore_statement_started"
+DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The engine's own metrics; also the socket hub's ``Observer``."""
+
+    def __init__(self) -> None:
+        self.open_sockets = Gauge("convocore_open_sockets", "WebSocket connections open now")
+        self.events_published = Counter(
+            "convocore_events_published", "Events this process committed and published", ["kind"]
+        )
+        self.deliveries = Counter("convocore_deliveries", "Frames queued for sockets")
+        self.send_queue_drops = Counter(
+            "convocore_send_queue_drops", "Sockets closed (4408) because their send queue overflowed"
+        )
+        self.resumes = Counter("convocore_resumes", "Streams resumed from a client's last seq")
+        self.resyncs = Counter("convocore_resyncs", "Resync frames: gaps too large to replay")
+        self.db_statement_seconds = Histogram(
+            "convocore_db_statement_seconds", "Time from sending a SQL statement to its result", buckets=DB_BUCKETS
+        )
+
+    # -- the hub's Observer --------------------------------------------------------------
+
+    def socket_opened(self) -> None:
+        self.open_sockets.inc()
+
+    def socket_closed(self) -> None:
+        self.open_sockets.dec()
+
+    def offered(self) -> None:
+        self.deliveries.inc()
+
+    def dropped(self) -> None:
+        self.send_queue_drops.inc()
+
+    def resumed(self) -> None:
+        self.resumes.inc()
+
+    def resynced(self) -> None:
+        self.resyncs.inc()
+
+    # -- a broadcaster listener ----------------------------------------------------------
+
+    def published(self, event: Event) -> None:
+        self.events_published.labels(kind=route_of(event).kind).inc()
+
+    # -- the database ------------------------------------------------------------------
+
+    def watch(self, engine: AsyncEngine) -> None:
+        """Time every statement ``engine`` runs (once, however often it is asked)."""
+        target = engine.sync_engine
+        if not event.contains(target, "before_cursor_execute", self._before):
+            event.listen(target, "before_cursor_execute", self._before)
+            event.listen(target, "after_cursor_execute", self._after)
+            event.listen(target, "handle_error", self._failed)
+
+    def _before(self, connection: Connection, *_: Any) -> None:
+        connection.info.setdefault(_STARTED, []).append(time.perf_counter())
+
+    def _after(self, connection: Connection, *_: Any) -> None:
+        self._observe(connection)
+
+    def _failed(self, context: ExceptionContext) -> None:
+        if context.connection is not None:
+            self._observe(context.connection)  # a failed statement took its time too
+
+    def _observe(self, connection: Connection) -> None:
+        started: list[float] = connection.info.get(_STARTED, [])
+        if started:
+            self.db_statement_seconds.observe(time.perf_counter() - started.pop())
+
+
+@cache
+def process_metrics() -> Metrics:
+    return Metrics()
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    tags = ["operations"]
+    include_in_schema = False  # Prometheus text, not JSON: the OpenAPI document would say application/json
+
+
+def request_metrics() -> DefineMiddleware:
+    """Litestar's request count, latency and in-flight metrics (convocore_request*), per route
+    template rather than per URL, so ids in paths do not explode the series."""
+    config = PrometheusConfig(app_name="convocore", prefix="convocore", group_path=True, scopes={ScopeType.HTTP})
+    return config.middleware

@@ -1,0 +1,65 @@
+"""The benchmark suite at tiny sizes, so it cannot rot: every workload runs end to end against
+real servers and reports numbers, and fan-out loses, repeats and reorders nothing. Timings are
+the suite's business (docs/performance.md); nothing here asserts one."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = ("rest", "history", "connections", "fanout", "ceiling", "scaleout")
+
+
+def _fan_out_is_clean(result: dict[str, Any]) -> None:
+    assert result["steps"], result
+    for step in result["steps"]:
+        assert step["sent"] > 0 and step["delivered"] > 0, step
+        assert step["deliveries_per_s"] > 0 and step["p50_ms"] > 0 and step["p99_ms"] > 0, step
+        assert (step["lost"], step["duplicated"], step["reordered"]) == (0, 0, 0), step
+        assert step["errors"] == {} and step["closed_sockets"] == 0, step
+    # every message sent reached every socket of its room
+    assert result["totals"]["delivered"] == sum(s["acked"] for s in result["steps"]) * result["members"], result
+
+
+def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+    output = tmp_path / "quick.json"
+    env = {**os.environ, "CONVOCORE_BENCH_POSTGRES_URL": postgres_url, "CONVOCORE_BENCH_REDIS_URL": redis_url}
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "all", "--quick", "--output", str(output)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert "| 2 fan-out" in run.stdout and "JSON:" in run.stdout
+
+    result = json.loads(output.read_text())
+    workloads = result["workloads"]
+    assert set(workloads) == set(WORKLOADS)
+
+    rest = workloads["rest"]
+    assert rest["acked"] > 0 and rest["msgs_per_s"] > 0 and rest["p50_ms"] > 0 and rest["p99_ms"] > 0
+    assert rest["statuses"] == {"201": rest["acked"]}
+    assert rest["durable"] == {"acked": rest["acked"], "stored_after_kill": rest["acked"], "missing": 0}
+
+    for where in ("newest", "deep"):
+        assert workloads["history"][where]["p50_ms"] > 0 and workloads["history"][where]["p99_ms"] > 0
+
+    idle = workloads["connections"]
+    assert idle["authenticated"] == idle["sockets"] == idle["still_open"] > 0
+    assert idle["rss_before_kib"] > 0 and idle["rss_after_kib"] > 0
+
+    for name in ("fanout", "ceiling"):
+        assert workloads[name], name
+        for shape in workloads[name].values():
+            _fan_out_is_clean(shape)
+    for shape in workloads["scaleout"].values():
+        _fan_out_is_clean(shape["one"])
+        _fan_out_is_clean(shape["two"])
+        assert shape["two"]["processes"] == 2
+    for added in result["scaleout_added_latency"].values():
+        assert added["clean"] and added["p50_ms"][0] > 0 and added["p50_ms"][1] > 0, added
+
+    assert {t["target"].split(" ")[0] for t in result["targets"]} >= {"fan-out", "REST", "history", "<="}
+    assert result["machine"]["nproc"] > 0 and result["machine"]["versions"]["litestar"]
