@@ -178,5 +178,6 @@ async def test_server_survives_abrupt_disconnects(remote: Remote, server: Server
         ws.transport.abort()  # no close handshake
     async with remote.socket(cid, b.token) as wb:
         await wb.send(json.dumps({"type": "ping"}))
-        assert await next_frame(wb) == {"type": "pong"}
+        # A "bye" still being stored (slower on PostgreSQL) may arrive first: it is news to b.
+        assert await next_frame(wb, skip=("presence", "message.created")) == {"type": "pong"}
     assert server.process is not None and server.process.poll() is None
