@@ -3,7 +3,6 @@ client for the API."""
 
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.settings import Settings
+from tests.integration.remote import Account
 from tests.integration.storage import storage_for
 
 FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
@@ -19,16 +19,8 @@ GENEROUS_LIMITS = {"auth_rate_per_minute": 1_000_000, "http_rate_per_minute": 1_
 _names = itertools.count(1)
 
 
-@dataclass
-class Person:
-    id: str
-    username: str
-    token: str
-    refresh_token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+# The same account record the real-server tests use.
+Person = Account
 
 
 class Api:
