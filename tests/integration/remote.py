@@ -88,3 +88,40 @@ async def assert_closed_with(ws: Any, code: int, timeout: float = 5) -> None:
     except websockets.ConnectionClosed as closed:
         assert closed.rcvd is not None, "closed without a close frame"
         assert closed.rcvd.code == code, closed.rcvd
+
+
+# Every frame type the server sends; the AsyncAPI and fuzz tests check the code against it.
+SERVER_FRAME_TYPES = frozenset(
+    {
+        "message.created",
+        "message.updated",
+        "message.deleted",
+        "member.joined",
+        "member.left",
+        "member.role_changed",
+        "conversation.updated",
+        "read",
+        "typing",
+        "presence",
+        "resync",
+        "ack",
+        "error",
+        "pong",
+    }
+)
+
+
+async def ready(ws: Any) -> None:
+    """Ping until pong: the socket is registered (its subscriptions may still be settling)."""
+    await ws.send(json.dumps({"type": "ping"}))
+    assert await next_frame(ws, skip=("presence", "member.joined")) == {"type": "pong"}
+
+
+async def seqs_until(ws: Any, last: int, conversation_id: str | None = None, timeout: float = 10) -> list[int]:
+    """The seqs of message.created frames (of one conversation, if named) up to ``last``."""
+    seen: list[int] = []
+    while not seen or seen[-1] < last:
+        frame = await next_frame(ws, timeout=timeout)
+        if frame["type"] == "message.created" and conversation_id in (None, frame["conversation_id"]):
+            seen.append(frame["message"]["seq"])
+    return seen

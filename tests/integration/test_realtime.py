@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.integration.remote import Account, Remote, assert_closed_with, next_frame
+from tests.integration.remote import Account, Remote, assert_closed_with, next_frame, ready, seqs_until
 from tests.integration.scrape import metric
 from tests.integration.server import ServerProcess
 from tests.integration.storage import Storage, storage_for
@@ -45,21 +45,6 @@ async def remote(server: ServerProcess) -> AsyncIterator[Remote]:
 
 def user_socket(remote: Remote, token: str, **kwargs: Any) -> Any:
     return websockets.connect(f"{remote.ws_url}/ws/?token={token}", open_timeout=10, **kwargs)
-
-
-async def ready(ws: Any) -> None:
-    """Ping until pong: the socket is registered and subscribed."""
-    await ws.send(json.dumps({"type": "ping"}))
-    assert await next_frame(ws, skip=("presence", "member.joined")) == {"type": "pong"}
-
-
-async def seqs_until(ws: Any, last: int, conversation_id: str | None = None) -> list[int]:
-    seen: list[int] = []
-    while not seen or seen[-1] < last:
-        frame = await next_frame(ws, timeout=10)
-        if frame["type"] == "message.created" and conversation_id in (None, frame["conversation_id"]):
-            seen.append(frame["message"]["seq"])
-    return seen
 
 
 async def test_user_socket_follows_every_conversation_including_new_ones(remote: Remote) -> None:

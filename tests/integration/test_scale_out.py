@@ -14,22 +14,8 @@ import redis
 import websockets
 
 from tests.conftest import IN_CI
-from tests.integration.remote import Remote, assert_closed_with, next_frame
+from tests.integration.remote import Remote, assert_closed_with, next_frame, ready, seqs_until
 from tests.integration.server import ServerProcess, free_port
-
-
-async def ready(ws: websockets.ClientConnection) -> None:
-    await ws.send(json.dumps({"type": "ping"}))
-    assert await next_frame(ws, skip=("presence", "member.joined")) == {"type": "pong"}
-
-
-async def seqs_until(ws: websockets.ClientConnection, last: int, timeout: float = 20) -> list[int]:
-    seen: list[int] = []
-    while not seen or seen[-1] < last:
-        frame = await next_frame(ws, timeout=timeout)
-        if frame["type"] == "message.created":
-            seen.append(frame["message"]["seq"])
-    return seen
 
 
 class Cluster:
@@ -70,8 +56,8 @@ async def test_messages_sent_through_either_process_reach_sockets_on_both(cluste
             await (one if i % 2 else two).send(a, cid, f"m{i}")
         await on_one.send(json.dumps({"type": "message.send", "body": "socket on one"}))
         await on_two.send(json.dumps({"type": "message.send", "body": "socket on two"}))
-        assert await seqs_until(on_two, 12) == list(range(1, 13))
-        assert await seqs_until(on_one, 12) == list(range(1, 13))
+        assert await seqs_until(on_two, 12, timeout=20) == list(range(1, 13))
+        assert await seqs_until(on_one, 12, timeout=20) == list(range(1, 13))
 
 
 async def test_membership_and_logout_travel_between_processes(cluster: Cluster) -> None:
@@ -177,7 +163,7 @@ async def test_redis_restarted_mid_stream_loses_nothing(
             assert await seqs_until(watcher, total, timeout=30) == list(range(1, total + 1))
             await assert_closed_with(logged_out_in_the_dark, 4401, timeout=30)
         async with two.socket(cid, b.token + "&since=0") as resuming:
-            assert await seqs_until(resuming, total) == list(range(1, total + 1))
+            assert await seqs_until(resuming, total, timeout=20) == list(range(1, total + 1))
     finally:
         await group.close()
 

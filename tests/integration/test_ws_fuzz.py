@@ -21,25 +21,11 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.integration.remote import SERVER_FRAME_TYPES
 from tests.integration.server import ServerProcess
 
 FRAME_LIMIT = 16_384  # CONVOCORE_WS_MAX_FRAME_BYTES, the default
-SERVER_FRAMES = {
-    "message.created",
-    "message.updated",
-    "message.deleted",
-    "member.joined",
-    "member.left",
-    "member.role_changed",
-    "conversation.updated",
-    "read",
-    "typing",
-    "presence",
-    "resync",
-    "ack",
-    "error",
-    "pong",
-}
+SERVER_FRAMES = SERVER_FRAME_TYPES
 ERROR_CODES = {
     "bad-frame",
     "frame-too-large",

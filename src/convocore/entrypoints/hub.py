@@ -233,9 +233,6 @@ class Hub:
                 self._listening.pop(conversation_id, None)
                 self._unfollow(f"c:{conversation_id}")
 
-    def socket_count(self) -> int:
-        return sum(len(c) for c in self._users.values())
-
     def catch_up_all(self) -> None:
         """After an outage of the event feed: check every subscription against storage, and
         every socket's login (a logout may have gone unheard)."""

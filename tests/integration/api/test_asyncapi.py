@@ -15,24 +15,10 @@ from convocore.entrypoints import frames as f
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.asyncapi import asyncapi_document, asyncapi_schema
 from convocore.entrypoints.settings import Settings
+from tests.integration.remote import SERVER_FRAME_TYPES
 
 CLIENT_TAGS = {"message.send", "ping", "typing", "resume"}
-SERVER_TAGS = {
-    "message.created",
-    "message.updated",
-    "message.deleted",
-    "member.joined",
-    "member.left",
-    "member.role_changed",
-    "conversation.updated",
-    "read",
-    "typing",
-    "presence",
-    "resync",
-    "ack",
-    "error",
-    "pong",
-}
+SERVER_TAGS = set(SERVER_FRAME_TYPES)
 REALTIME_MD = Path(__file__).resolve().parents[3] / "docs" / "realtime.md"
 
 
