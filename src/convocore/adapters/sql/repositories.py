@@ -1,17 +1,21 @@
 """SQL repositories. Each runs its statements through the unit of work's ``execute``, which
 holds the transaction and turns the driver's errors into domain errors."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Delete,
     Executable,
+    Insert,
     RowMapping,
     Select,
     Table,
+    Update,
     and_,
+    bindparam,
     func,
     insert,
     or_,
@@ -38,25 +42,43 @@ from convocore.domain.conversations import Conversation, Member
 from convocore.domain.messages import Message
 from convocore.domain.users import AuthSession, User, normalize_username
 
-Execute = Callable[[Executable], Awaitable[CursorResult[Any]]]
+Params = Mapping[str, Any]
+Execute = Callable[[Executable, Params | None], Awaitable[CursorResult[Any]]]
 
 _users, _sessions, _conversations = tables.users, tables.sessions, tables.conversations
 _members, _messages = tables.members, tables.messages
 
-
-async def _first(execute: Execute, statement: Executable) -> RowMapping | None:
-    return (await execute(statement)).mappings().first()
-
-
-async def _all(execute: Execute, statement: Executable) -> Sequence[RowMapping]:
-    return (await execute(statement)).mappings().all()
+# The statements every request runs are built once, here, with named parameters: building a
+# statement and computing its cache key cost more than SQLite takes to run it, and a statement
+# object built once keeps its cache key. (Where-clause parameters are prefixed "k_" so they never
+# clash with the column names an UPDATE takes its SET values from.)
 
 
-async def _save(execute: Execute, table: Table, where: ColumnElement[bool], values: Values) -> None:
+def _by(table: Table, *columns: str) -> ColumnElement[bool]:
+    return and_(*(table.c[name] == bindparam(f"k_{name}") for name in columns))
+
+
+class _Saver:
     """Update the row, or insert it when missing: ``save`` stores whatever it is given."""
-    result = await execute(update(table).where(where).values(values))
-    if result.rowcount == 0:
-        await execute(insert(table).values(values))
+
+    def __init__(self, table: Table, *key: str) -> None:
+        self._update: Update = update(table).where(_by(table, *key))
+        self._insert: Insert = insert(table)
+        self._key = key
+
+    async def __call__(self, execute: Execute, values: Values) -> None:
+        params = {**values, **{f"k_{name}": values[name] for name in self._key}}
+        result = await execute(self._update, params)
+        if result.rowcount == 0:
+            await execute(self._insert, values)
+
+
+async def _first(execute: Execute, statement: Executable, params: Params | None = None) -> RowMapping | None:
+    return (await execute(statement, params)).mappings().first()
+
+
+async def _all(execute: Execute, statement: Executable, params: Params | None = None) -> Sequence[RowMapping]:
+    return (await execute(statement, params)).mappings().all()
 
 
 def _like_escape(text: str) -> str:
@@ -72,24 +94,29 @@ def _keyset_before(first: ColumnElement[Any], second: ColumnElement[Any], a: obj
     return or_(first < a, and_(first == a, second < b))
 
 
+_USER_INSERT = insert(_users)
+_USER_BY_ID = _users.select().where(_by(_users, "id"))
+_USER_BY_KEY = _users.select().where(_by(_users, "username_key"))
+_USERS_BY_IDS = _users.select().where(_users.c.id.in_(bindparam("k_ids", expanding=True)))
+
+
 class SqlAlchemyUserRepository:
     def __init__(self, execute: Execute) -> None:
         self._execute = execute
 
     async def add(self, user: User) -> None:
-        await self._execute(insert(_users).values(user_values(user)))
+        await self._execute(_USER_INSERT, user_values(user))
 
     async def get(self, user_id: str) -> User | None:
-        row = await _first(self._execute, _users.select().where(_users.c.id == user_id))
+        row = await _first(self._execute, _USER_BY_ID, {"k_id": user_id})
         return user_from_row(row) if row else None
 
     async def get_by_username(self, username: str) -> User | None:
-        statement = _users.select().where(_users.c.username_key == normalize_username(username))
-        row = await _first(self._execute, statement)
+        row = await _first(self._execute, _USER_BY_KEY, {"k_username_key": normalize_username(username)})
         return user_from_row(row) if row else None
 
     async def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
-        rows = await _all(self._execute, _users.select().where(_users.c.id.in_(list(user_ids))))
+        rows = await _all(self._execute, _USERS_BY_IDS, {"k_ids": list(user_ids)})
         found = {user.id: user for user in map(user_from_row, rows)}
         return {uid: found[uid] for uid in user_ids if uid in found}
 
@@ -106,28 +133,47 @@ class SqlAlchemyUserRepository:
         return [user_from_row(row) for row in await _all(self._execute, statement)]
 
 
+_SESSION_INSERT = insert(_sessions)
+_SESSION_BY = {name: _sessions.select().where(_by(_sessions, name)) for name in ("id", "access_hash", "refresh_hash")}
+_save_session = _Saver(_sessions, "id")
+
+
 class SqlAlchemySessionRepository:
     def __init__(self, execute: Execute) -> None:
         self._execute = execute
 
     async def add(self, session: AuthSession) -> None:
-        await self._execute(insert(_sessions).values(session_values(session)))
+        await self._execute(_SESSION_INSERT, session_values(session))
 
     async def get(self, session_id: str) -> AuthSession | None:
-        return await self._find(_sessions.c.id == session_id)
+        return await self._find("id", session_id)
 
     async def get_by_access_hash(self, access_hash: str) -> AuthSession | None:
-        return await self._find(_sessions.c.access_hash == access_hash)
+        return await self._find("access_hash", access_hash)
 
     async def get_by_refresh_hash(self, refresh_hash: str) -> AuthSession | None:
-        return await self._find(_sessions.c.refresh_hash == refresh_hash)
+        return await self._find("refresh_hash", refresh_hash)
 
     async def save(self, session: AuthSession) -> None:
-        await _save(self._execute, _sessions, _sessions.c.id == session.id, session_values(session))
+        await _save_session(self._execute, session_values(session))
 
-    async def _find(self, where: ColumnElement[bool]) -> AuthSession | None:
-        row = await _first(self._execute, _sessions.select().where(where))
+    async def _find(self, column: str, value: str) -> AuthSession | None:
+        row = await _first(self._execute, _SESSION_BY[column], {f"k_{column}": value})
         return session_from_row(row) if row else None
+
+
+_CONVERSATION_INSERT = insert(_conversations)
+_CONVERSATION_BY_ID = _conversations.select().where(_by(_conversations, "id"))
+# PostgreSQL holds the row lock until commit. SQLite renders no FOR UPDATE: there every unit of
+# work already runs alone (see unit_of_work.create_engine).
+_CONVERSATION_FOR_UPDATE = _CONVERSATION_BY_ID.with_for_update()
+_CONVERSATION_BY_DIRECT_KEY = _conversations.select().where(_by(_conversations, "direct_key"))
+_MEMBERSHIPS = (
+    select(_conversations.c.id, _conversations.c.last_seq)
+    .select_from(_members.join(_conversations, _conversations.c.id == _members.c.conversation_id))
+    .where(_by(_members, "user_id"))
+)
+_save_conversation = _Saver(_conversations, "id")
 
 
 class SqlAlchemyConversationRepository:
@@ -135,22 +181,19 @@ class SqlAlchemyConversationRepository:
         self._execute = execute
 
     async def add(self, conversation: Conversation) -> None:
-        await self._execute(insert(_conversations).values(conversation_values(conversation)))
+        await self._execute(_CONVERSATION_INSERT, conversation_values(conversation))
 
     async def get(self, conversation_id: str, *, for_update: bool = False) -> Conversation | None:
-        statement = _conversations.select().where(_conversations.c.id == conversation_id)
-        # PostgreSQL holds the row lock until commit. SQLite renders no FOR UPDATE: there every
-        # unit of work already runs alone (see unit_of_work.create_engine).
-        row = await _first(self._execute, statement.with_for_update() if for_update else statement)
+        statement = _CONVERSATION_FOR_UPDATE if for_update else _CONVERSATION_BY_ID
+        row = await _first(self._execute, statement, {"k_id": conversation_id})
         return conversation_from_row(row) if row else None
 
     async def get_direct(self, key: str) -> Conversation | None:
-        row = await _first(self._execute, _conversations.select().where(_conversations.c.direct_key == key))
+        row = await _first(self._execute, _CONVERSATION_BY_DIRECT_KEY, {"k_direct_key": key})
         return conversation_from_row(row) if row else None
 
     async def save(self, conversation: Conversation) -> None:
-        where = _conversations.c.id == conversation.id
-        await _save(self._execute, _conversations, where, conversation_values(conversation))
+        await _save_conversation(self._execute, conversation_values(conversation))
 
     async def inbox(self, *, user_id: str, before: InboxCursor | None, limit: int) -> list[InboxEntry]:
         rows = await _all(self._execute, _inbox_query(user_id=user_id, before=before, limit=limit))
@@ -164,13 +207,7 @@ class SqlAlchemyConversationRepository:
         ]
 
     async def memberships(self, user_id: str) -> list[tuple[str, int]]:
-        c, m = _conversations.c, _members.c
-        statement = (
-            select(c.id, c.last_seq)
-            .select_from(_members.join(_conversations, c.id == m.conversation_id))
-            .where(m.user_id == user_id)
-        )
-        return [(row.id, row.last_seq) for row in await self._execute(statement)]
+        return [(row.id, row.last_seq) for row in await self._execute(_MEMBERSHIPS, {"k_user_id": user_id})]
 
     async def public(self, *, query: str, after: TitleCursor | None, limit: int) -> list[Conversation]:
         c = _conversations.c
@@ -206,32 +243,62 @@ def _inbox_query(*, user_id: str, before: InboxCursor | None, limit: int) -> Sel
     return statement
 
 
+_MEMBER_INSERT = insert(_members)
+_MEMBER_BY_KEY = _members.select().where(_by(_members, "conversation_id", "user_id"))
+_MEMBERS_OF = (
+    _members.select().where(_by(_members, "conversation_id")).order_by(_members.c.joined_at, _members.c.user_id)
+)
+_MEMBER_DELETE: Delete = _members.delete().where(_by(_members, "conversation_id", "user_id"))
+_save_member = _Saver(_members, "conversation_id", "user_id")
+
+
 class SqlAlchemyMemberRepository:
     def __init__(self, execute: Execute) -> None:
         self._execute = execute
 
     async def add(self, member: Member) -> None:
-        await self._execute(insert(_members).values(member_values(member)))
+        await self._execute(_MEMBER_INSERT, member_values(member))
 
     async def get(self, conversation_id: str, user_id: str) -> Member | None:
-        row = await _first(self._execute, _members.select().where(_key(conversation_id, user_id)))
+        row = await _first(self._execute, _MEMBER_BY_KEY, {"k_conversation_id": conversation_id, "k_user_id": user_id})
         return member_from_row(row) if row else None
 
     async def list(self, conversation_id: str) -> list[Member]:
-        m = _members.c
-        statement = _members.select().where(m.conversation_id == conversation_id).order_by(m.joined_at, m.user_id)
-        return [member_from_row(row) for row in await _all(self._execute, statement)]
+        return [
+            member_from_row(row)
+            for row in await _all(self._execute, _MEMBERS_OF, {"k_conversation_id": conversation_id})
+        ]
 
     async def save(self, member: Member) -> None:
-        where = _key(member.conversation_id, member.user_id)
-        await _save(self._execute, _members, where, member_values(member))
+        await _save_member(self._execute, member_values(member))
 
     async def remove(self, conversation_id: str, user_id: str) -> None:
-        await self._execute(_members.delete().where(_key(conversation_id, user_id)))
+        await self._execute(_MEMBER_DELETE, {"k_conversation_id": conversation_id, "k_user_id": user_id})
 
 
-def _key(conversation_id: str, user_id: str) -> ColumnElement[bool]:
-    return and_(_members.c.conversation_id == conversation_id, _members.c.user_id == user_id)
+_MESSAGE_INSERT = insert(_messages)
+_MESSAGE_BY_KEY = _messages.select().where(_by(_messages, "conversation_id", "seq"))
+_MESSAGE_BY_CLIENT_ID = _messages.select().where(_by(_messages, "conversation_id", "sender_id", "client_id"))
+_MESSAGE_UPDATE = update(_messages).where(_by(_messages, "conversation_id", "seq"))
+
+
+def _page_statement(*, before: bool, after: bool) -> Select[Any]:
+    m = _messages.c
+    statement = (
+        _messages.select().where(m.conversation_id == bindparam("k_conversation_id")).limit(bindparam("k_limit"))
+    )
+    if before:
+        statement = statement.where(m.seq < bindparam("k_before"))
+    if after:
+        # Oldest end of the range: an ascending range scan on the primary key.
+        return statement.where(m.seq > bindparam("k_after")).order_by(m.seq)
+    # Newest end: walk the key backwards (the caller puts the page in reading order).
+    return statement.order_by(m.seq.desc())
+
+
+_PAGES = {
+    (before, after): _page_statement(before=before, after=after) for before in (False, True) for after in (False, True)
+}
 
 
 class SqlAlchemyMessageRepository:
@@ -241,33 +308,26 @@ class SqlAlchemyMessageRepository:
     async def add(self, message: Message) -> None:
         # Contiguous seqs are the conversation's job (it allocates them under the row lock);
         # the primary key still refuses a seq used twice.
-        await self._execute(insert(_messages).values(message_values(message)))
+        await self._execute(_MESSAGE_INSERT, message_values(message))
 
     async def get(self, conversation_id: str, seq: int) -> Message | None:
-        m = _messages.c
-        row = await _first(self._execute, _messages.select().where(m.conversation_id == conversation_id, m.seq == seq))
+        row = await _first(self._execute, _MESSAGE_BY_KEY, {"k_conversation_id": conversation_id, "k_seq": seq})
         return message_from_row(row) if row else None
 
     async def get_by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None:
-        m = _messages.c
-        where = and_(m.conversation_id == conversation_id, m.sender_id == sender_id, m.client_id == client_id)
-        row = await _first(self._execute, _messages.select().where(where))
+        params = {"k_conversation_id": conversation_id, "k_sender_id": sender_id, "k_client_id": client_id}
+        row = await _first(self._execute, _MESSAGE_BY_CLIENT_ID, params)
         return message_from_row(row) if row else None
 
     async def save(self, message: Message) -> None:
-        m = _messages.c
-        where = and_(m.conversation_id == message.conversation_id, m.seq == message.seq)
-        await self._execute(update(_messages).where(where).values(message_values(message)))
+        values = message_values(message)
+        params = {**values, "k_conversation_id": message.conversation_id, "k_seq": message.seq}
+        await self._execute(_MESSAGE_UPDATE, params)
 
     async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
-        m = _messages.c
-        statement = _messages.select().where(m.conversation_id == conversation_id).limit(limit)
-        if before is not None:
-            statement = statement.where(m.seq < before)
-        if after is not None:
-            # Oldest end of the range: an ascending range scan on the primary key.
-            rows = await _all(self._execute, statement.where(m.seq > after).order_by(m.seq))
-            return [message_from_row(row) for row in rows]
-        # Newest end: walk the key backwards, then put the page in reading order.
-        rows = await _all(self._execute, statement.order_by(m.seq.desc()))
-        return [message_from_row(row) for row in reversed(rows)]
+        params = {"k_conversation_id": conversation_id, "k_limit": limit, "k_before": before, "k_after": after}
+        rows = await _all(self._execute, _PAGES[before is not None, after is not None], params)
+        messages = [message_from_row(row) for row in rows]
+        if after is None:
+            messages.reverse()
+        return messages

@@ -13,6 +13,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from convocore.adapters.sql.errors import translate_errors
 from convocore.adapters.sql.repositories import (
+    Params,
     SqlAlchemyConversationRepository,
     SqlAlchemyMemberRepository,
     SqlAlchemyMessageRepository,
@@ -149,9 +150,9 @@ class SqlAlchemyUnitOfWork:
         with translate_errors():
             await self._live().commit()
 
-    async def _execute(self, statement: Executable) -> CursorResult[Any]:
+    async def _execute(self, statement: Executable, params: Params | None = None) -> CursorResult[Any]:
         with translate_errors():
-            return await self._live().execute(statement)
+            return await self._live().execute(statement, params)
 
     def _live(self) -> AsyncConnection:
         if self._connection is None:
