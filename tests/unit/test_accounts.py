@@ -1,10 +1,11 @@
 """Registering, logging in, tokens and finding people."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from convocore.application.accounts import Principal, PrincipalCache
 from convocore.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from convocore.domain.events import SessionRevoked
 from tests.unit.wiring import PASSWORD, Chat, FrozenClock
@@ -176,6 +177,38 @@ async def test_refresh_rotates_the_pair(chat: Chat) -> None:
         await chat.refresh.execute(refresh_token=old.refresh_token)
 
 
+async def test_refresh_stops_an_access_token_that_was_just_accepted(chat: Chat) -> None:
+    await chat.sign_up("ann")
+    old = await chat.log_in.execute(username="ann", password=PASSWORD)
+    await chat.authenticate.execute(access_token=old.access_token)  # now remembered
+
+    new = await chat.refresh.execute(refresh_token=old.refresh_token)
+
+    with pytest.raises(Unauthenticated):
+        await chat.authenticate.execute(access_token=old.access_token)
+    await chat.authenticate.execute(access_token=new.access_token)
+
+
+async def test_a_session_ended_by_another_process_is_refused_once_the_remembered_token_runs_out(
+    timed_chat: Chat, clock: FrozenClock
+) -> None:
+    await timed_chat.sign_up("ann")
+    issued = await timed_chat.log_in.execute(username="ann", password=PASSWORD)
+    principal = await timed_chat.authenticate.execute(access_token=issued.access_token)
+    async with timed_chat.uow() as uow:  # as another process sharing the database would
+        session = await uow.sessions.get(principal.session_id)
+        assert session is not None
+        session.revoke(now=clock.now())
+        await uow.sessions.save(session)
+        await uow.commit()
+
+    clock.advance(seconds=4)
+    assert await timed_chat.authenticate.execute(access_token=issued.access_token) == principal  # remembered
+    clock.advance(seconds=1)
+    with pytest.raises(Unauthenticated):
+        await timed_chat.authenticate.execute(access_token=issued.access_token)
+
+
 async def test_the_rotated_refresh_token_rotates_again(chat: Chat) -> None:
     await chat.sign_up("ann")
     first = await chat.log_in.execute(username="ann", password=PASSWORD)
@@ -295,3 +328,19 @@ async def test_search_rejects_an_overlong_prefix(chat: Chat) -> None:
         await chat.search_users.execute(prefix="x" * 33, after=None, limit=10)
 
     assert caught.value.field == "q"
+
+
+def test_the_principal_cache_stays_bounded() -> None:
+    now = [0.0]
+    cache = PrincipalCache(ttl_s=5, max_entries=2, monotonic=lambda: now[0])
+    who = [
+        Principal(user_id=f"u{i}", session_id=f"s{i}", expires_at=datetime(2030, 1, 1, tzinfo=UTC)) for i in range(4)
+    ]
+    cache.put("d0", who[0])
+    now[0] = 4.0
+    cache.put("d1", who[1])
+    now[0] = 6.0  # d0 has run out, d1 has not
+    cache.put("d2", who[2])
+    assert (cache.get("d0"), cache.get("d1"), cache.get("d2")) == (None, who[1], who[2])
+    cache.put("d3", who[3])  # full of live entries: start again rather than grow
+    assert (cache.get("d1"), cache.get("d2"), cache.get("d3")) == (None, None, who[3])

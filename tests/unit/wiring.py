@@ -11,6 +11,7 @@ from convocore.application.accounts import (
     GetUser,
     LogIn,
     LogOut,
+    PrincipalCache,
     RefreshTokens,
     RegisterUser,
     SearchUsers,
@@ -68,9 +69,11 @@ class Chat:
 
         self.register = RegisterUser(uow=uow, hasher=hasher, ids=ids, clock=clock)
         self.log_in = LogIn(uow=uow, hasher=hasher, ids=ids, tokens=tokens, clock=clock, policy=self.policy)
-        self.refresh = RefreshTokens(uow=uow, tokens=tokens, clock=clock, policy=self.policy)
-        self.authenticate = Authenticate(uow=uow, tokens=tokens, clock=clock)
-        self.log_out = LogOut(uow=uow, clock=clock, broadcaster=bus)
+        # As served: accepted tokens are remembered for a while, on this clock.
+        self.principals = PrincipalCache(ttl_s=5, monotonic=lambda: clock.now().timestamp())
+        self.refresh = RefreshTokens(uow=uow, tokens=tokens, clock=clock, policy=self.policy, cache=self.principals)
+        self.authenticate = Authenticate(uow=uow, tokens=tokens, clock=clock, cache=self.principals)
+        self.log_out = LogOut(uow=uow, clock=clock, broadcaster=bus, cache=self.principals)
         self.get_user = GetUser(uow=uow)
         self.search_users = SearchUsers(uow=uow)
 

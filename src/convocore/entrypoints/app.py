@@ -27,7 +27,7 @@ from convocore.entrypoints.hub import Hub
 from convocore.entrypoints.logs import RequestIds
 from convocore.entrypoints.metrics import MetricsController, process_metrics, request_metrics
 from convocore.entrypoints.openapi import ClosedRequestBodies
-from convocore.entrypoints.security import add_security_headers, rate_limits
+from convocore.entrypoints.security import add_security_headers, http_budgets
 from convocore.entrypoints.settings import Settings
 from convocore.entrypoints.web import index, static_files
 from convocore.entrypoints.ws import chat_socket, user_socket
@@ -41,6 +41,7 @@ def build_container(settings: Settings) -> Container:
             "database_url": settings.database_url,
             "access_ttl_s": settings.access_ttl_s,
             "refresh_ttl_s": settings.refresh_ttl_s,
+            "auth_cache_s": settings.auth_cache_s,
             "argon2_time_cost": settings.argon2_time_cost,
             "argon2_memory_cost": settings.argon2_memory_cost,
             "broadcaster": "redis" if settings.redis_url else "memory",
@@ -143,7 +144,6 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             await engine.dispose()
 
     state: dict[str, Any] = {"container": container, "hub": hub, "settings": settings}
-    limits, stores = rate_limits(settings)
     app = Litestar(
         route_handlers=[
             http_accounts.router,
@@ -169,9 +169,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         ),
         plugins=[ClosedRequestBodies()],
         request_max_body_size=settings.max_request_bytes,
-        middleware=[request_metrics(), *limits],
+        middleware=[request_metrics(), http_budgets(settings, container.limiter())],
         logging_config=None,  # logging belongs to the host: `convocore serve` sets it up (logs.py)
-        stores=stores,
         before_send=[add_security_headers, allow_every_method],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None,
         lifespan=[storage, realtime],

@@ -60,11 +60,12 @@ class Container(containers.DeclarativeContainer):
     log_in = providers.Singleton(
         accounts.LogIn, uow=uow, hasher=hasher, ids=ids, tokens=tokens, clock=clock, policy=token_policy
     )
+    principals = providers.Singleton(accounts.PrincipalCache, ttl_s=config.auth_cache_s)
     refresh_tokens = providers.Singleton(
-        accounts.RefreshTokens, uow=uow, tokens=tokens, clock=clock, policy=token_policy
+        accounts.RefreshTokens, uow=uow, tokens=tokens, clock=clock, policy=token_policy, cache=principals
     )
-    authenticate = providers.Singleton(accounts.Authenticate, uow=uow, tokens=tokens, clock=clock)
-    log_out = providers.Singleton(accounts.LogOut, uow=uow, clock=clock, broadcaster=broadcaster)
+    authenticate = providers.Singleton(accounts.Authenticate, uow=uow, tokens=tokens, clock=clock, cache=principals)
+    log_out = providers.Singleton(accounts.LogOut, uow=uow, clock=clock, broadcaster=broadcaster, cache=principals)
     get_user = providers.Singleton(accounts.GetUser, uow=uow)
     search_users = providers.Singleton(accounts.SearchUsers, uow=uow)
 

@@ -23,6 +23,7 @@ class Settings:
     redis_prefix: str = "convocore"  # channel and key prefix, so deployments can share a Redis
     access_ttl_s: int = 3600
     refresh_ttl_s: int = 30 * 24 * 3600
+    auth_cache_s: float = 5.0  # how long an accepted access token skips the session read (0: off)
     argon2_time_cost: int | None = None
     argon2_memory_cost: int | None = None
     max_request_bytes: int = 64 * 1024
