@@ -23,7 +23,7 @@ from convocore.entrypoints.asyncapi import asyncapi_schema
 from convocore.entrypoints.container import Container
 from convocore.entrypoints.deps import provide_container
 from convocore.entrypoints.errors import EXCEPTION_HANDLERS
-from convocore.entrypoints.hub import Hub
+from convocore.entrypoints.hub import SERVER_SEND, Hub
 from convocore.entrypoints.logs import RequestIds
 from convocore.entrypoints.metrics import MetricsController, process_metrics, request_metrics
 from convocore.entrypoints.openapi import ClosedRequestBodies
@@ -31,6 +31,19 @@ from convocore.entrypoints.security import add_security_headers, http_budgets
 from convocore.entrypoints.settings import Settings
 from convocore.entrypoints.web import index, static_files
 from convocore.entrypoints.ws import chat_socket, user_socket
+
+
+class ConvocoreApp(Litestar):
+    """Litestar, plus the ASGI server's own ``send`` in each socket's scope: data frames go
+    straight to it (hub.Connection). Through the framework each frame passed four wrappers
+    (the socket's, the app's before-send hooks, the exception middleware's, the request-id
+    middleware's), which cost more than writing the frame; accepting and closing still go
+    through the framework, which tracks the socket's state by them."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def build_container(settings: Settings) -> Container:
@@ -144,7 +157,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             await engine.dispose()
 
     state: dict[str, Any] = {"container": container, "hub": hub, "settings": settings}
-    app = Litestar(
+    app = ConvocoreApp(
         route_handlers=[
             http_accounts.router,
             http_conversations.router,

@@ -12,9 +12,10 @@ storage before anything newer goes out. Resume and a fresh subscription use the 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from convocore.application.realtime import Backlog
 from convocore.domain.errors import NotFound
@@ -31,6 +32,7 @@ CLOSE_TOO_SLOW = 4408
 CLOSE_GOING_AWAY = 1001
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+SERVER_SEND = "convocore.server_send"  # the ASGI server's own send, in a socket's scope (app.py)
 Fetch = Callable[[str, int, int], Awaitable[Backlog]]
 Follow = Callable[[str], Awaitable[None]]  # 'c:<conversation>' or 'u:<user>': hear of it from now on
 Unfollow = Callable[[str], None]
@@ -64,7 +66,15 @@ UNOBSERVED = Unobserved()
 
 
 class Connection:
-    """One socket: a bounded send queue, its writer, and the conversations it follows."""
+    """One socket: a bounded send queue, its writer, and the conversations it follows.
+
+    Frames are written as they are offered, without a task or a queue in between, whenever the
+    socket can take them: the ASGI server's ``send`` for a writable socket finishes without
+    suspending, so ``offer`` runs it to the end on the spot (see ``_step``). Only when the
+    socket pushes back (the client reads slower than frames arrive) do frames wait in the
+    bounded queue, written by a task that exists only until the queue is empty again. An idle
+    socket holds no task of its own beyond the server's handler: its token expiry is a timer.
+    """
 
     def __init__(
         self,
@@ -76,15 +86,19 @@ class Connection:
         queue_size: int,
         conversation_id: str | None = None,
         observer: Observer = UNOBSERVED,
+        write: Send | None = None,
     ) -> None:
         self.user_id, self.session_id, self.expires_at = user_id, session_id, expires_at
         self.observer = observer
         self.conversation_id = conversation_id  # None: the user socket, which follows them all
         self.subscriptions: dict[str, Subscription] = {}
-        self._send = send
-        self._queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
-        self._closing = asyncio.Event()
+        self._send = send  # the framework's: accept and close go through it
+        self._write = write or send  # data frames: the server's own send where it is known
+        self._pending: deque[str] = deque()
+        self._limit = queue_size
+        self._writer: asyncio.Task[None] | None = None
         self._close: tuple[int, str] | None = None
+        self._serving: asyncio.Task[Any] | None = None
 
     @property
     def closed(self) -> bool:
@@ -97,56 +111,120 @@ class Connection:
     def offer(self, frame: str) -> None:
         if self._close is not None:
             return
-        try:
-            self._queue.put_nowait(frame)
-            self.observer.offered()
-        except asyncio.QueueFull:
+        self.observer.offered()
+        if self._writer is None:
+            try:
+                suspended = _step(self._write({"type": "websocket.send", "text": frame}))
+            except Exception as error:  # the client is gone; the reader will see it too
+                self._failed(error)
+                return
+            if suspended is not None:  # pushed back: the rest waits for the socket
+                self._writer = asyncio.ensure_future(self._drain(suspended))
+            return
+        if len(self._pending) >= self._limit:
             self.observer.dropped()
             self.close(CLOSE_TOO_SLOW, "send queue overflowed; reconnect and resume")
+            return
+        self._pending.append(frame)
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
             self._close = (code, reason)
-            self._closing.set()
+            if self._serving is not None:
+                self._serving.cancel()  # stops the reader at its next wait, wherever that is
 
     async def serve(self, reader: Awaitable[None]) -> None:
-        """Run the reader and the writer until the client leaves, the token expires, or a
-        close is asked for."""
-        tasks = [
-            asyncio.ensure_future(reader),
-            asyncio.ensure_future(self._write()),
-            asyncio.ensure_future(self._closing.wait()),
-            asyncio.ensure_future(self._expire()),
-        ]
+        """Run the reader until the client leaves, the token expires, or a close is asked for."""
+        loop = asyncio.get_running_loop()
+        self._serving = asyncio.current_task()
+        expiry = loop.call_later(max((self.expires_at - datetime.now(UTC)).total_seconds(), 0), self._expired)
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self._close is None:
+                await reader
+            elif isinstance(reader, Coroutine):
+                reader.close()
+        except asyncio.CancelledError:
+            if self._close is None:
+                raise  # not ours: the server is stopping this handler
+            if self._serving is not None:
+                self._serving.uncancel()
+        except Exception as error:
+            if not _is_disconnect(error):
+                log.warning("socket reader failed: %r", error)
         finally:
-            for task in tasks:
-                task.cancel()
-            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(outcome, Exception) and not _is_disconnect(outcome):
-                    log.warning("socket task failed: %r", outcome)
-        if self._close is not None:
-            code, reason = self._close
-            try:
-                if code != CLOSE_TOO_SLOW:  # say why before closing, as far as the client reads
-                    await asyncio.wait_for(self._flush(), timeout=1)
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
-            except Exception:  # the client may already be gone; nothing is lost by not telling it
-                log.debug("close after disconnect", exc_info=True)
+            expiry.cancel()
+            self._serving = None
+        if self._close is None:
+            if self._writer is not None:
+                self._writer.cancel()
+            return
+        code, reason = self._close
+        try:
+            if code == CLOSE_TOO_SLOW:  # the queue is what overflowed: do not wait on it
+                if self._writer is not None:
+                    self._writer.cancel()
+            elif self._writer is not None:  # say why before closing, as far as the client reads
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=1)
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:  # the client may already be gone; nothing is lost by not telling it
+            log.debug("close after disconnect", exc_info=True)
 
-    async def _expire(self) -> None:
-        await asyncio.sleep(max((self.expires_at - datetime.now(UTC)).total_seconds(), 0))
+    def _expired(self) -> None:
         self.close(CLOSE_UNAUTHENTICATED, "the access token expired; reconnect with a fresh one and resume")
 
-    async def _flush(self) -> None:
-        while not self._queue.empty():
-            await self._send({"type": "websocket.send", "text": self._queue.get_nowait()})
+    def _failed(self, error: BaseException) -> None:
+        if not _is_disconnect(error):
+            log.warning("socket write failed: %r", error)
+        self._pending.clear()
 
-    async def _write(self) -> None:
+    async def _drain(self, suspended: "_Suspended") -> None:
+        try:
+            await suspended
+            while self._pending:
+                await self._write({"type": "websocket.send", "text": self._pending.popleft()})
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._failed(error)
+        finally:
+            self._writer = None
+
+
+def _step(awaitable: Awaitable[None]) -> "_Suspended | None":
+    """Run ``awaitable`` until it finishes (None) or first waits (what it waits on, to finish
+    it in a task): a writable socket's ``send`` never waits, so this is a plain call."""
+    steps = cast("Generator[Any, None, None]", awaitable.__await__())
+    try:
+        waiting_on = steps.send(None)
+    except StopIteration:
+        return None
+    return _Suspended(steps, waiting_on)
+
+
+class _Suspended:
+    """The rest of a coroutine that ``_step`` started: awaiting this runs it to the end, as if
+    it had been awaited from the start (the task waits on what it was waiting on)."""
+
+    __slots__ = ("steps", "waiting_on")
+
+    def __init__(self, steps: Generator[Any, None, None], waiting_on: Any) -> None:
+        self.steps, self.waiting_on = steps, waiting_on
+
+    def __await__(self) -> Generator[Any, None, None]:
+        waiting_on = self.waiting_on
         while True:
-            frame = await self._queue.get()
-            await self._send({"type": "websocket.send", "text": frame})
+            try:
+                yield waiting_on
+            except BaseException as error:  # cancelled while waiting: pass it on
+                try:
+                    waiting_on = self.steps.throw(error)
+                except StopIteration:
+                    return
+                continue
+            try:
+                waiting_on = self.steps.send(None)
+            except StopIteration:
+                return
 
 
 def _is_disconnect(error: BaseException) -> bool:

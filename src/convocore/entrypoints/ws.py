@@ -17,6 +17,7 @@ from convocore.entrypoints.hub import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
+    SERVER_SEND,
     Connection,
     Hub,
     Send,
@@ -80,6 +81,7 @@ async def _run(socket: Socket, principal: Principal, conversation_id: str | None
         queue_size=settings.ws_send_queue,
         conversation_id=conversation_id,
         observer=hub.observer,
+        write=cast("Send | None", socket.scope.get(SERVER_SEND)),
     )
     log.info("socket opened: user %s, %s", principal.user_id, conversation_id or "user socket")
     await hub.register(connection)  # first, so memberships gained from now on reach this socket
