@@ -87,6 +87,9 @@ def serve(args: argparse.Namespace) -> int:
         # Frames past our own limit get an error frame; far past it (64x) the server closes the
         # socket with 1009 rather than reading megabytes first.
         ws_max_size=settings.ws_max_frame_bytes * 64,
+        # No permessage-deflate: compressing would be done per socket for every frame (and hold
+        # a compressor per socket), where now a frame is encoded once for all (direct.py).
+        ws_per_message_deflate=False,
     )
     return 0
 

@@ -22,6 +22,7 @@ from convocore.domain.errors import NotFound
 from convocore.domain.events import Event
 from convocore.entrypoints import frames as f
 from convocore.entrypoints import schemas as s
+from convocore.entrypoints.direct import DirectWriter
 
 log = logging.getLogger("convocore.ws")
 
@@ -87,6 +88,7 @@ class Connection:
         conversation_id: str | None = None,
         observer: Observer = UNOBSERVED,
         write: Send | None = None,
+        direct: DirectWriter | None = None,
     ) -> None:
         self.user_id, self.session_id, self.expires_at = user_id, session_id, expires_at
         self.observer = observer
@@ -94,6 +96,7 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self._send = send  # the framework's: accept and close go through it
         self._write = write or send  # data frames: the server's own send where it is known
+        self._direct = direct  # or, faster still, its transport (direct.py)
         self._pending: deque[str] = deque()
         self._limit = queue_size
         self._writer: asyncio.Task[None] | None = None
@@ -113,6 +116,8 @@ class Connection:
             return
         self.observer.offered()
         if self._writer is None:
+            if self._direct is not None and self._direct.write(frame):
+                return
             try:
                 suspended = _step(self._write({"type": "websocket.send", "text": frame}))
             except Exception as error:  # the client is gone; the reader will see it too

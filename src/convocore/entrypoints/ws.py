@@ -1,6 +1,7 @@
 """Live sockets: one per conversation (ws://HOST/ws/chat/{id}/?token=&since=) and one per
 user (ws://HOST/ws/?token=) that carries every conversation the user belongs to."""
 
+import json
 import logging
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ from convocore.application.accounts import Principal
 from convocore.domain.errors import DomainError, Invalid, NotFound, Unauthenticated
 from convocore.entrypoints import frames as f
 from convocore.entrypoints.container import Container
+from convocore.entrypoints.direct import DirectWriter
 from convocore.entrypoints.errors import NESTED_TOO_DEEPLY, field_in, kind_of
 from convocore.entrypoints.hub import (
     CLOSE_BAD_REQUEST,
@@ -73,6 +75,7 @@ async def _run(socket: Socket, principal: Principal, conversation_id: str | None
     container: Container = socket.app.state.container
     hub: Hub = socket.app.state.hub
     settings: Settings = socket.app.state.settings
+    server_send = socket.scope.get(SERVER_SEND)
     connection = Connection(
         send=cast("Send", socket.send),
         user_id=principal.user_id,
@@ -81,7 +84,8 @@ async def _run(socket: Socket, principal: Principal, conversation_id: str | None
         queue_size=settings.ws_send_queue,
         conversation_id=conversation_id,
         observer=hub.observer,
-        write=cast("Send | None", socket.scope.get(SERVER_SEND)),
+        write=cast("Send | None", server_send),
+        direct=DirectWriter.of(server_send),
     )
     log.info("socket opened: user %s, %s", principal.user_id, conversation_id or "user socket")
     await hub.register(connection)  # first, so memberships gained from now on reach this socket
@@ -135,6 +139,13 @@ class _Reader:
         try:
             frame = f.client_decoder.decode(text)
         except msgspec.ValidationError as error:
+            try:  # msgspec (0.23) may judge the shape before finding the text is not JSON at all
+                json.loads(text)
+            except json.JSONDecodeError as broken:
+                self.error("bad-frame", f"not a JSON frame: {broken}")
+                return
+            except RecursionError:
+                pass  # deep, but JSON: the shape is what is wrong
             self.error("validation-error", str(error), field=field_in(str(error)))
             return
         except msgspec.DecodeError as error:
