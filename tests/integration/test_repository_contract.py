@@ -6,12 +6,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from unittest import mock
 
 import asyncpg
 import pytest
-from sqlalchemy import exc, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import make_url
 
 from convocore.adapters.memory import MemoryUnitOfWorkFactory
 from convocore.adapters.sql.unit_of_work import (
@@ -617,12 +615,21 @@ async def test_an_unreachable_database_is_unavailable() -> None:
 
 
 async def test_a_locked_sqlite_database_is_unavailable(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'locked.db'}")
-    locked = exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=100)
     try:
         await create_schema(engine)
-        async with SqlAlchemyUnitOfWorkFactory(engine=engine)() as uow:
-            with mock.patch.object(AsyncConnection, "execute", side_effect=locked), pytest.raises(Unavailable):
-                await uow.users.add(ALICE)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            with pytest.raises(Unavailable):
+                async with SqlAlchemyUnitOfWorkFactory(engine=engine)() as uow:
+                    await uow.users.add(ALICE)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        async with SqlAlchemyUnitOfWorkFactory(engine=engine)() as uow:  # and once it is free, works
+            await uow.users.add(ALICE)
+            await uow.commit()
     finally:
         await engine.dispose()

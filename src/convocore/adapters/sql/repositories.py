@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     Delete,
     Executable,
     Insert,
@@ -23,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from convocore.adapters.sql import tables
+from convocore.adapters.sql import sqlite_fast, tables
 from convocore.adapters.sql.rows import (
     Values,
     conversation_from_row,
@@ -43,7 +42,8 @@ from convocore.domain.messages import Message
 from convocore.domain.users import AuthSession, User, normalize_username
 
 Params = Mapping[str, Any]
-Execute = Callable[[Executable, Params | None], Awaitable[CursorResult[Any]]]
+# A CursorResult, or for SQLite's registered statements its stand-in (sqlite_fast.Result).
+Execute = Callable[[Executable, Params | None], Awaitable[Any]]
 
 _users, _sessions, _conversations = tables.users, tables.sessions, tables.conversations
 _members, _messages = tables.members, tables.messages
@@ -65,6 +65,7 @@ class _Saver:
         self._update: Update = update(table).where(_by(table, *key))
         self._insert: Insert = insert(table)
         self._key = key
+        sqlite_fast.register(self._update, self._insert)
 
     async def __call__(self, execute: Execute, values: Values) -> None:
         params = {**values, **{f"k_{name}": values[name] for name in self._key}}
@@ -74,11 +75,13 @@ class _Saver:
 
 
 async def _first(execute: Execute, statement: Executable, params: Params | None = None) -> RowMapping | None:
-    return (await execute(statement, params)).mappings().first()
+    row: RowMapping | None = (await execute(statement, params)).mappings().first()
+    return row
 
 
 async def _all(execute: Execute, statement: Executable, params: Params | None = None) -> Sequence[RowMapping]:
-    return (await execute(statement, params)).mappings().all()
+    rows: Sequence[RowMapping] = (await execute(statement, params)).mappings().all()
+    return rows
 
 
 def _like_escape(text: str) -> str:
@@ -331,3 +334,26 @@ class SqlAlchemyMessageRepository:
         if after is None:
             messages.reverse()
         return messages
+
+
+sqlite_fast.register(
+    _USER_INSERT,
+    _USER_BY_ID,
+    _USER_BY_KEY,
+    _SESSION_INSERT,
+    *_SESSION_BY.values(),
+    _CONVERSATION_INSERT,
+    _CONVERSATION_BY_ID,
+    _CONVERSATION_FOR_UPDATE,
+    _CONVERSATION_BY_DIRECT_KEY,
+    _MEMBERSHIPS,
+    _MEMBER_INSERT,
+    _MEMBER_BY_KEY,
+    _MEMBERS_OF,
+    _MEMBER_DELETE,
+    _MESSAGE_INSERT,
+    _MESSAGE_BY_KEY,
+    _MESSAGE_BY_CLIENT_ID,
+    _MESSAGE_UPDATE,
+    *_PAGES.values(),
+)

@@ -6,7 +6,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
-from sqlalchemy import Connection, CursorResult, Executable, event, exc, make_url, select
+from sqlalchemy import Connection, Executable, event, exc, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -20,6 +20,7 @@ from convocore.adapters.sql.repositories import (
     SqlAlchemySessionRepository,
     SqlAlchemyUserRepository,
 )
+from convocore.adapters.sql.sqlite_fast import FastSqlite, is_registered
 from convocore.adapters.sql.tables import metadata
 from convocore.application.ports import (
     ConversationRepository,
@@ -116,9 +117,10 @@ async def drop_schema(engine: AsyncEngine) -> None:
 class SqlAlchemyUnitOfWork:
     """Holds one pooled connection for the whole block; leaving it rolls back what was not committed."""
 
-    def __init__(self, *, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, *, engine: AsyncEngine, fast: FastSqlite | None = None) -> None:
+        self._engine, self._fast = engine, fast
         self._connection: AsyncConnection | None = None
+        self._raw: sqlite3.Connection | bool | None = None
         # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
         self.users: UserRepository = SqlAlchemyUserRepository(self._execute)
         self.sessions: SessionRepository = SqlAlchemySessionRepository(self._execute)
@@ -135,6 +137,7 @@ class SqlAlchemyUnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         connection, self._connection = self._connection, None
+        self._raw = None
         if connection is None:
             return
         try:
@@ -150,9 +153,25 @@ class SqlAlchemyUnitOfWork:
         with translate_errors():
             await self._live().commit()
 
-    async def _execute(self, statement: Executable, params: Params | None = None) -> CursorResult[Any]:
+    async def _execute(self, statement: Executable, params: Params | None = None) -> Any:
         with translate_errors():
-            return await self._live().execute(statement, params)
+            connection = self._live()
+            if self._fast is not None and params is not None and is_registered(statement):
+                plan = self._fast.plan(statement, params)
+                raw = await self._raw_sqlite(connection) if plan is not None else None
+                if plan is not None and raw is not None:
+                    if not connection.in_transaction():
+                        await connection.begin()  # BEGIN IMMEDIATE, as for any statement
+                    return self._fast.run(connection.sync_connection, raw, plan, params)  # type: ignore[arg-type]
+            return await connection.execute(statement, params)
+
+    async def _raw_sqlite(self, connection: AsyncConnection) -> sqlite3.Connection | None:
+        """The sqlite3 connection underneath, when its statements run on this thread."""
+        if self._raw is None:
+            driver = (await connection.get_raw_connection()).driver_connection
+            raw = driver._connection if isinstance(driver, _InlineSqliteConnection) else None
+            self._raw = raw if raw is not None else False
+        return self._raw if isinstance(self._raw, sqlite3.Connection) else None
 
     def _live(self) -> AsyncConnection:
         if self._connection is None:
@@ -163,9 +182,10 @@ class SqlAlchemyUnitOfWork:
 class SqlAlchemyUnitOfWorkFactory:
     def __init__(self, *, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._fast = FastSqlite(engine.dialect) if engine.dialect.name == "sqlite" else None
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(engine=self.engine)
+        return SqlAlchemyUnitOfWork(engine=self.engine, fast=self._fast)
 
     async def ping(self) -> None:
         """One trivial query on a pooled connection (a fresh one when the pooled one is dead)."""

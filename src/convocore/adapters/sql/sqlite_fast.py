@@ -1,0 +1,141 @@
+"""SQLite's hot statements run on ``sqlite3`` directly, compiled by SQLAlchemy once.
+
+The repositories build their frequent statements once (``repositories.py``) and SQLite runs each
+in microseconds; what a statement cost was SQLAlchemy's execution path around it (an execution
+context, parameter processing, a cursor result): about 40 us per statement, six or seven per
+posted message. Here a statement is compiled once per set of parameter names, with SQLAlchemy's
+own SQLite dialect, and what the compiled form says (the SQL, the order of the parameters, each
+column type's bind and result processing) is replayed on the raw ``sqlite3`` cursor, inside the
+transaction the SQLAlchemy connection began. Types, SQL and constraint errors are SQLAlchemy's,
+so both paths store and read the same bytes and fail the same way.
+
+Used only for statements registered with ``register`` (the repositories' prebuilt ones) and
+only on the SQLite engine whose statements run inline (``unit_of_work._InlineSqliteConnection``);
+anything else, and any statement with expanding parameters, goes through SQLAlchemy.
+"""
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Executable, exc
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert, Update
+
+Processor = Callable[[Any], Any] | None
+
+_registered: set[int] = set()
+_keep: list[Executable] = []  # registered statements live as long as the process: ids stay theirs
+
+
+def register(*statements: Executable) -> None:
+    """Mark module-level statements as safe to run here: built once, never mutated."""
+    for statement in statements:
+        if id(statement) not in _registered:
+            _registered.add(id(statement))
+            _keep.append(statement)
+
+
+def is_registered(statement: Executable) -> bool:
+    return id(statement) in _registered
+
+
+class Row(dict[str, Any]):
+    """A result row read by column name, by ``Column`` (as ``rows.py`` reads) or as attributes."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        return dict.__getitem__(self, key if key.__class__ is str else key.key)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return dict.__getitem__(self, name)
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Result:
+    """What the repositories use of a CursorResult: ``mappings().first()/all()``, ``rowcount``
+    and iteration."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Row], rowcount: int) -> None:
+        self._rows, self.rowcount = rows, rowcount
+
+    def mappings(self) -> "Result":
+        return self
+
+    def first(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[Row]:
+        return self._rows
+
+    def __iter__(self) -> Any:
+        return iter(self._rows)
+
+
+class _Plan:
+    __slots__ = ("binds", "columns", "sql")
+
+    def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
+        self.sql: str = compiled.string
+        processors = compiled._bind_processors
+        names: Sequence[str] = compiled.positiontup or ()
+        # (name, fixed value or None, processor): a bound value built into the statement is fixed.
+        self.binds: list[tuple[str, Any, Processor]] = [
+            (name, compiled.binds[name].value, cast(Processor, processors.get(name))) for name in names
+        ]
+        self.columns: list[tuple[str, Processor]] = [
+            (entry[0], entry[3]._cached_result_processor(dialect, None)) for entry in compiled._result_columns
+        ]
+
+
+class FastSqlite:
+    """Compiled plans for one engine's dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._plans: dict[tuple[int, tuple[str, ...]], _Plan | None] = {}
+
+    def plan(self, statement: Executable, params: Mapping[str, Any]) -> _Plan | None:
+        key = (id(statement), tuple(params))
+        found = self._plans.get(key, False)
+        if found is False:
+            found = self._plans[key] = self._compile(statement, params)
+        return found  # type: ignore[return-value]
+
+    def _compile(self, statement: Executable, params: Mapping[str, Any]) -> _Plan | None:
+        keys = [k for k in params if not k.startswith("k_")] if isinstance(statement, Insert | Update) else None
+        compiled = statement.compile(dialect=self._dialect, column_keys=keys)  # type: ignore[attr-defined]
+        if not isinstance(compiled, SQLCompiler) or compiled.literal_execute_params or compiled.post_compile_params:
+            return None  # expanding IN lists and the like: SQLAlchemy's path handles them
+        return _Plan(compiled, self._dialect)
+
+    def run(self, connection: Connection, raw: sqlite3.Connection, plan: _Plan, params: Mapping[str, Any]) -> Result:
+        values = []
+        for name, fixed, process in plan.binds:
+            value = params.get(name, fixed)
+            values.append(process(value) if process is not None else value)
+        dispatch = connection.dispatch
+        if dispatch.before_cursor_execute:  # the statement-time metric listens here
+            dispatch.before_cursor_execute(connection, None, plan.sql, values, None, False)
+        try:
+            cursor = raw.execute(plan.sql, values)
+            rows: list[Row] = []
+            if plan.columns:
+                columns = plan.columns
+                for record in cursor.fetchall():
+                    row = Row()
+                    for (name, process), value in zip(columns, record, strict=True):
+                        row[name] = process(value) if process is not None else value
+                    rows.append(row)
+            return Result(rows, cursor.rowcount)
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(plan.sql, values, error, sqlite3.Error) from error
+        finally:
+            if dispatch.after_cursor_execute:
+                dispatch.after_cursor_execute(connection, None, plan.sql, values, None, False)
