@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -10,8 +10,11 @@ from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from convocore import __version__
 from convocore.adapters.redis_broadcaster import RedisBroadcaster
@@ -44,6 +47,22 @@ class ConvocoreApp(Litestar):
         if scope["type"] == "websocket":
             scope[SERVER_SEND] = send
         await super().__call__(scope, receive, send)
+
+
+class HttpOnly:
+    """Middleware for HTTP requests only. A socket goes straight on to the app: not even a
+    pass-through frame of the middleware stays alive for the socket's whole life (``__call__``
+    hands back the next app's coroutine rather than awaiting it)."""
+
+    def __init__(self, app: ASGIApp, *, inner: DefineMiddleware) -> None:
+        self._app, self._http = app, inner(app)
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return (self._http if scope["type"] == ScopeType.HTTP else self._app)(scope, receive, send)
+
+
+def http_only(middleware: DefineMiddleware) -> DefineMiddleware:
+    return DefineMiddleware(HttpOnly, inner=middleware)
 
 
 def build_container(settings: Settings) -> Container:
@@ -182,7 +201,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         ),
         plugins=[ClosedRequestBodies()],
         request_max_body_size=settings.max_request_bytes,
-        middleware=[request_metrics(), http_budgets(settings, container.limiter())],
+        middleware=[http_only(request_metrics()), http_only(http_budgets(settings, container.limiter()))],
         logging_config=None,  # logging belongs to the host: `convocore serve` sets it up (logs.py)
         before_send=[add_security_headers, allow_every_method],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None,

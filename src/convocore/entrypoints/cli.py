@@ -61,6 +61,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from convocore.entrypoints.app import create_app
+    from convocore.entrypoints.wsserver import WebSocketProtocol
 
     settings = Settings.from_env(
         host=args.host,
@@ -82,6 +83,7 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=None,  # configure_logging did it, for uvicorn's loggers too
         proxy_headers=False,
+        ws=WebSocketProtocol,  # uvicorn's default (websockets, sans-I/O), lighter per idle socket
         ws_ping_interval=settings.ws_ping_interval_s,  # the server pings; a peer that stops answering is closed
         ws_ping_timeout=settings.ws_ping_timeout_s,
         # Frames past our own limit get an error frame; far past it (64x) the server closes the

@@ -50,10 +50,12 @@ class DirectWriter:
     @classmethod
     def of(cls, server_send: Any) -> "DirectWriter | None":
         """A writer for the socket whose ASGI ``send`` this is, or None where it would not be right."""
+        try:
+            from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+        except ImportError:  # another server, or another uvicorn
+            return None
         protocol = getattr(server_send, "__self__", None)
-        if type(protocol).__name__ != "WebSocketsSansIOProtocol" or not type(protocol).__module__.startswith(
-            "uvicorn."
-        ):
+        if not isinstance(protocol, WebSocketsSansIOProtocol):  # wsserver.py's is one
             return None
         if not all(hasattr(protocol, name) for name in ("conn", "transport", "writable", "close_sent", "disconnected")):
             return None

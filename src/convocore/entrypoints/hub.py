@@ -77,6 +77,11 @@ class Connection:
     socket holds no task of its own beyond the server's handler: its token expiry is a timer.
     """
 
+    __slots__ = (
+        "_close", "_direct", "_limit", "_pending", "_send", "_serving", "_write", "_writer",
+        "conversation_id", "expires_at", "observer", "session_id", "subscriptions", "user_id",
+    )  # fmt: skip
+
     def __init__(
         self,
         *,
@@ -97,7 +102,7 @@ class Connection:
         self._send = send  # the framework's: accept and close go through it
         self._write = write or send  # data frames: the server's own send where it is known
         self._direct = direct  # or, faster still, its transport (direct.py)
-        self._pending: deque[str] = deque()
+        self._pending: deque[str] | None = None  # only while the socket pushes back (``_writer``)
         self._limit = queue_size
         self._writer: asyncio.Task[None] | None = None
         self._close: tuple[int, str] | None = None
@@ -124,13 +129,17 @@ class Connection:
                 self._failed(error)
                 return
             if suspended is not None:  # pushed back: the rest waits for the socket
+                self._pending = deque()
                 self._writer = asyncio.ensure_future(self._drain(suspended))
             return
-        if len(self._pending) >= self._limit:
+        pending = self._pending
+        if pending is None:  # the writer is past its queue, finishing its last frame
+            pending = self._pending = deque()
+        if len(pending) >= self._limit:
             self.observer.dropped()
             self.close(CLOSE_TOO_SLOW, "send queue overflowed; reconnect and resume")
             return
-        self._pending.append(frame)
+        pending.append(frame)
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
@@ -180,7 +189,7 @@ class Connection:
     def _failed(self, error: BaseException) -> None:
         if not _is_disconnect(error):
             log.warning("socket write failed: %r", error)
-        self._pending.clear()
+        self._pending = None
 
     async def _drain(self, suspended: "_Suspended") -> None:
         try:
@@ -193,6 +202,7 @@ class Connection:
             self._failed(error)
         finally:
             self._writer = None
+            self._pending = None  # an idle socket holds no queue
 
 
 def _step(awaitable: Awaitable[None]) -> "_Suspended | None":

@@ -10,10 +10,12 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Awaitable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
@@ -35,23 +37,40 @@ class RequestIds:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        offered = next((value for name, value in scope["headers"] if name == HEADER.encode()), None)
-        rid = new_request_id(offered.decode("latin-1") if offered is not None else None)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        kind = scope["type"]
+        if kind == ScopeType.HTTP:
+            return self._http(scope, receive, send)
+        if kind != ScopeType.WEBSOCKET:
+            return self.app(scope, receive, send)
+        # A socket has the server's task to itself, for its whole life: the id stays set in that
+        # task until it ends, and no frame of this middleware is kept alive meanwhile (the next
+        # app's coroutine is handed back, not awaited here).
+        rid = _request_id(scope)
+        request_id.set(rid)
+        return self.app(scope, receive, _sending_id(send, rid))
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept") and "headers" in message:
-                MutableScopeHeaders.from_message(message)[HEADER] = rid
-            await send(message)
-
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = _request_id(scope)
         token = request_id.set(rid)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, _sending_id(send, rid))
         finally:
             request_id.reset(token)
+
+
+def _request_id(scope: Scope) -> str:
+    offered = next((value for name, value in scope["headers"] if name == HEADER.encode()), None)
+    return new_request_id(offered.decode("latin-1") if offered is not None else None)
+
+
+def _sending_id(send: Send, rid: str) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept") and "headers" in message:
+            MutableScopeHeaders.from_message(message)[HEADER] = rid
+        await send(message)
+
+    return send_with_id
 
 
 class WithRequestId(logging.Filter):

@@ -109,6 +109,8 @@ async def _run(socket: Socket, principal: Principal, conversation_id: str | None
 
 
 class _Reader:
+    __slots__ = ("connection", "container", "hub", "principal", "settings", "socket")
+
     def __init__(
         self,
         socket: Socket,
@@ -134,6 +136,7 @@ class _Reader:
                 self.error("frame-too-large", f"frames are at most {limit} bytes")
             else:
                 await self.handle(text)
+            del message, text  # not held while the socket waits for its next frame
 
     async def handle(self, text: str) -> None:
         try:
