@@ -45,6 +45,9 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
     connection.state.principal = await container.authenticate().execute(access_token=bearer_token(connection))
 
 
-def provide_principal(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+def provide_principal(request: ASGIConnection[Any, Any, Any, Any], container: Services) -> Principal:
+    """``container`` is declared (not used) so that Litestar resolves it first and this one after:
+    two independent dependencies are resolved concurrently, in an anyio task group per request,
+    which cost more than both (about 4% of a REST send)."""
     principal: Principal = request.state.principal
     return principal

@@ -6,10 +6,11 @@ kept in a context variable, so everything logged while serving it, including tas
 names it.
 """
 
+import itertools
 import json
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import Awaitable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 HEADER = "x-request-id"
 request_id: ContextVar[str | None] = ContextVar("convocore_request_id", default=None)
 _SANE = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
+_PROCESS_HALF = secrets.token_hex(8)
+_COUNT = itertools.count()
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
@@ -28,7 +31,9 @@ def new_request_id(offered: str | None) -> str:
     """The client's id when it is short and harmless in a log line, else a fresh one."""
     if offered is not None and _SANE.fullmatch(offered):
         return offered
-    return uuid.uuid4().hex
+    # 32 hex digits, unique: this process's random half, then a count (uuid4 per request read
+    # the OS's random source each time, 5% of a REST send's CPU).
+    return f"{_PROCESS_HALF}{next(_COUNT):016x}"
 
 
 class RequestIds:
