@@ -98,7 +98,15 @@ def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int) -> None:
 def _begin_immediate(connection: Connection) -> None:
     # Take the write lock up front, which carries the one-at-a-time rule to other processes
     # sharing the file: they wait (busy_timeout) instead of failing half-way with a stale snapshot.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    driver = connection.connection.driver_connection
+    raw = driver._connection if isinstance(driver, _InlineSqliteConnection) else None
+    if raw is None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    try:  # straight on sqlite3, as sqlite_fast does: a tenth of the cost of exec_driver_sql
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance("BEGIN IMMEDIATE", (), error, sqlite3.Error) from error
 
 
 async def create_schema(engine: AsyncEngine) -> None:
