@@ -1,10 +1,14 @@
 """The socket frames written straight to the transport (entrypoints/direct.py) are exactly the
 bytes the websockets library would put on the wire for the same text."""
 
+from types import SimpleNamespace
+
 import pytest
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
-from convocore.entrypoints.direct import text_frame
+from convocore.entrypoints.direct import DirectWriter, text_frame
+from convocore.entrypoints.wsserver import WebSocketProtocol, _Flag
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
@@ -27,3 +31,49 @@ def test_the_same_text_is_encoded_once_and_a_different_one_afresh() -> None:
     assert text_frame(same_value) == frame
     assert text_frame(other).endswith(b"hello moon") and text_frame(other) != frame
     assert text_frame(first) == frame  # after another text, still right
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def _protocol() -> WebSocketProtocol:
+    """The protocol ``convocore serve`` runs, in the state of an accepted, open socket."""
+    protocol = WebSocketProtocol.__new__(WebSocketProtocol)
+    conn = SimpleNamespace(state=State.OPEN, extensions=[])
+    for name, value in {"conn": conn, "transport": _Transport(), "writable": _Flag()}.items():
+        setattr(protocol, name, value)
+    protocol.close_sent = protocol.disconnected = False
+    return protocol
+
+
+def test_frames_go_straight_to_the_transport_of_the_protocol_serve_runs() -> None:
+    protocol = _protocol()
+    writer = DirectWriter.of(protocol.send)
+    assert writer is not None
+
+    assert writer.write('{"type":"pong"}')
+
+    assert protocol.transport.written == [text_frame('{"type":"pong"}')]  # type: ignore[attr-defined]
+
+
+def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
+    async def other_server_send(message: dict[str, object]) -> None: ...
+
+    assert DirectWriter.of(other_server_send) is None
+    for change in ("pushing back", "closing", "compressing"):
+        protocol = _protocol()
+        if change == "pushing back":
+            protocol.writable.clear()
+        elif change == "closing":
+            protocol.conn.state = State.CLOSING
+        else:
+            protocol.conn.extensions = ["permessage-deflate"]
+        writer = DirectWriter.of(protocol.send)
+        assert writer is not None
+        assert not writer.write("x"), change
+        assert protocol.transport.written == []  # type: ignore[attr-defined]
