@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import RowMapping
+from sqlalchemy import Column, RowMapping, Table
 
 from convocore.adapters.sql import tables
 from convocore.domain.conversations import Conversation, Kind, Member, Role
@@ -12,8 +12,24 @@ from convocore.domain.users import AuthSession, User
 Values = dict[str, Any]
 
 
+class _Columns:
+    """A table's columns as plain attributes: a ColumnCollection's own attribute lookup cost
+    more than reading the row (50 rows of 10 columns is a history page)."""
+
+    def __init__(self, table: Table) -> None:
+        self.__dict__.update({column.key: column for column in table.columns})
+
+    def __getattr__(self, name: str) -> Column[Any]:  # only for the type checker: all are set
+        raise AttributeError(name)
+
+
+_USERS, _SESSIONS = _Columns(tables.users), _Columns(tables.sessions)
+_CONVERSATIONS, _MEMBERS = _Columns(tables.conversations), _Columns(tables.members)
+_MESSAGES = _Columns(tables.messages)
+
+
 def user_from_row(row: RowMapping) -> User:
-    c = tables.users.c
+    c = _USERS
     return User(
         id=row[c.id],
         username=row[c.username],
@@ -35,7 +51,7 @@ def user_values(user: User) -> Values:
 
 
 def session_from_row(row: RowMapping) -> AuthSession:
-    c = tables.sessions.c
+    c = _SESSIONS
     return AuthSession(
         id=row[c.id],
         user_id=row[c.user_id],
@@ -62,7 +78,7 @@ def session_values(session: AuthSession) -> Values:
 
 
 def conversation_from_row(row: RowMapping) -> Conversation:
-    c = tables.conversations.c
+    c = _CONVERSATIONS
     return Conversation(
         id=row[c.id],
         kind=Kind(row[c.kind]),
@@ -93,7 +109,7 @@ def conversation_values(conversation: Conversation) -> Values:
 
 
 def member_from_row(row: RowMapping) -> Member:
-    c = tables.members.c
+    c = _MEMBERS
     return Member(
         conversation_id=row[c.conversation_id],
         user_id=row[c.user_id],
@@ -114,7 +130,7 @@ def member_values(member: Member) -> Values:
 
 
 def message_from_row(row: RowMapping) -> Message:
-    c = tables.messages.c
+    c = _MESSAGES
     return Message(
         id=row[c.id],
         conversation_id=row[c.conversation_id],
