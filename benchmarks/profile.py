@@ -66,7 +66,9 @@ def main() -> int:
     parser.add_argument("--shape", default="10x100")
     parser.add_argument("--rate", type=float, default=10_000, help="deliveries per second to hold")
     parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--native", action="store_true", help="also sample C frames (uvloop, sqlite3); pauses the server per sample")
+    parser.add_argument(
+        "--native", action="store_true", help="also sample C frames (uvloop, sqlite3); pauses the server per sample"
+    )
     parser.add_argument("--svg", type=Path, help="also write a flame graph (a second, separate sampling run)")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "profile.json")
     args = parser.parse_args()
