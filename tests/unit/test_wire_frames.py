@@ -1,6 +1,7 @@
 """The socket frames written straight to the transport (entrypoints/direct.py) are exactly the
 bytes the websockets library would put on the wire for the same text."""
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -8,6 +9,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from convocore.entrypoints.direct import DirectWriter, text_frame
+from convocore.entrypoints.hub import Connection
 from convocore.entrypoints.wsserver import WebSocketProtocol, _Flag
 
 
@@ -36,9 +38,13 @@ def test_the_same_text_is_encoded_once_and_a_different_one_afresh() -> None:
 class _Transport:
     def __init__(self) -> None:
         self.written: list[bytes] = []
+        self.closing = False
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
 
 
 def _protocol() -> WebSocketProtocol:
@@ -65,15 +71,41 @@ def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
     async def other_server_send(message: dict[str, object]) -> None: ...
 
     assert DirectWriter.of(other_server_send) is None
-    for change in ("pushing back", "closing", "compressing"):
+    for change in ("pushing back", "closing", "transport closing", "compressing"):
         protocol = _protocol()
         if change == "pushing back":
             protocol.writable.clear()
         elif change == "closing":
             protocol.conn.state = State.CLOSING
+        elif change == "transport closing":
+            protocol.transport.closing = True  # type: ignore[attr-defined]
         else:
             protocol.conn.extensions = ["permessage-deflate"]
         writer = DirectWriter.of(protocol.send)
         assert writer is not None
         assert not writer.write("x"), change
         assert protocol.transport.written == []  # type: ignore[attr-defined]
+
+
+async def test_a_socket_that_fails_to_write_does_not_stop_delivery_to_the_others() -> None:
+    def broken(data: bytes) -> None:
+        raise RuntimeError("the handle is closed")
+
+    async def server_send(message: dict[str, object]) -> None: ...
+
+    protocol = _protocol()
+    protocol.transport.write = broken  # type: ignore[attr-defined]
+    sockets = [
+        Connection(
+            send=server_send,
+            user_id="u",
+            session_id="s",
+            expires_at=datetime(2100, 1, 1, tzinfo=UTC),
+            queue_size=8,
+            direct=DirectWriter.of(protocol.send) if i == 0 else None,
+        )
+        for i in range(2)
+    ]
+
+    for socket in sockets:
+        socket.offer('{"type":"pong"}')  # raises nothing

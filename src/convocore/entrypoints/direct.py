@@ -71,6 +71,7 @@ class DirectWriter:
             or not protocol.writable.is_set()
             or conn.state is not _OPEN
             or conn.extensions
+            or protocol.transport.is_closing()
         ):
             return False
         protocol.transport.write(text_frame(text))

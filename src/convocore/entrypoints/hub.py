@@ -121,9 +121,9 @@ class Connection:
             return
         self.observer.offered()
         if self._writer is None:
-            if self._direct is not None and self._direct.write(frame):
-                return
-            try:
+            try:  # a failure here must stay this socket's: the caller is delivering to a room
+                if self._direct is not None and self._direct.write(frame):
+                    return
                 suspended = _step(self._write({"type": "websocket.send", "text": frame}))
             except Exception as error:  # the client is gone; the reader will see it too
                 self._failed(error)
