@@ -11,6 +11,7 @@ storage before anything newer goes out. Resume and a fresh subscription use the 
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -25,6 +26,7 @@ from convocore.entrypoints import schemas as s
 from convocore.entrypoints.direct import DirectWriter
 
 log = logging.getLogger("convocore.ws")
+_ARRIVAL = itertools.count()  # the order frames reached the hub in, for frames held while syncing
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
@@ -255,7 +257,19 @@ class Subscription:
         self.connection, self.conversation_id = connection, conversation_id
         self.last_seq = 0
         self.syncing = True  # until the starting point is known, live frames wait in ``held``
-        self.held: list[tuple[int, str]] = []
+        # (order key, seq or None, frame): messages by seq; any other event after the messages
+        # that came before it, so a fresh subscription cannot see an edit before its message.
+        self.held: list[tuple[tuple[int, int, int], int | None, str]] = []
+
+    def hold(self, seq: int | None, text: str) -> None:
+        if seq is not None:
+            key = (seq, 0, next(_ARRIVAL))
+        else:
+            key = (max([m for _, m, _ in self.held if m is not None] + [self.last_seq]), 1, next(_ARRIVAL))
+        self.held.append((key, seq, text))
+
+    def held_seqs(self) -> list[int]:
+        return [seq for _, seq, _ in self.held if seq is not None]
 
 
 class Hub:
@@ -383,9 +397,12 @@ class Hub:
         if kind == "message.created":
             for sub in tuple(room):
                 self._accept(sub, route.seq, text)
-        else:
+        elif kind == "member.left":  # straight away: the leaver's own subscription ends below
             for sub in tuple(room):
                 sub.connection.offer(text)
+        else:
+            for sub in tuple(room):
+                self._offer_event(sub, text)
         if kind == "member.left":
             self._drop_membership(cid, route.user_id or "")
 
@@ -403,16 +420,23 @@ class Hub:
             if sub.connection.conversation_id is not None:
                 sub.connection.close(CLOSE_FORBIDDEN, "no longer a member")
 
+    def _offer_event(self, sub: Subscription, text: str) -> None:
+        """Any event but a new message: after the messages before it, so held while syncing."""
+        if sub.syncing:
+            sub.hold(None, text)
+        else:
+            sub.connection.offer(text)
+
     def _accept(self, sub: Subscription, seq: int, text: str) -> None:
         if sub.syncing:
-            sub.held.append((seq, text))
+            sub.hold(seq, text)
         elif seq <= sub.last_seq:
             return  # already delivered (a replay overlapped the live stream)
         elif seq == sub.last_seq + 1:
             sub.last_seq = seq
             sub.connection.offer(text)
         else:  # a gap: fill it from storage before anything newer goes out
-            sub.held.append((seq, text))
+            sub.hold(seq, text)
             sub.syncing = True
             self._spawn(self._sync(sub, after=sub.last_seq))
 
@@ -431,14 +455,14 @@ class Hub:
             log.exception("catching up %s failed; asking the client to resync", cid)
             backlog = None
         if backlog is None or len(backlog.messages) > self._resync_limit:
-            newest = max([seq for seq, _ in sub.held] + [backlog.last_seq if backlog else sub.last_seq])
+            newest = max([*sub.held_seqs(), backlog.last_seq if backlog else sub.last_seq])
             connection.offer(f.encode(f.ResyncFrame(conversation_id=cid, last_seq=newest)))
             self.observer.resynced()
             sub.last_seq = newest
         elif after is None:
             # "From now": everything heard live since subscribing counts as new, even if it was
             # committed before the starting point was read.
-            sub.last_seq = min([seq - 1 for seq, _ in sub.held] + [backlog.last_seq])
+            sub.last_seq = min([seq - 1 for seq in sub.held_seqs()] + [backlog.last_seq])
         else:
             sub.last_seq = min(after, backlog.last_seq)
             for message in backlog.messages:
@@ -448,8 +472,11 @@ class Hub:
                     sub.last_seq = message.seq
         held, sub.held = sorted(sub.held), []
         sub.syncing = False
-        for seq, text in held:
-            self._accept(sub, seq, text)
+        for _, seq, text in held:
+            if seq is None:
+                self._offer_event(sub, text)
+            else:
+                self._accept(sub, seq, text)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

@@ -1,0 +1,69 @@
+"""The socket hub keeps a conversation's events in order for a subscription that is still
+reading its starting point from storage (entrypoints/hub.py): frames that arrive meanwhile wait,
+and an edit never overtakes the message it edits."""
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from convocore.application.realtime import Backlog
+from convocore.domain.conversations import Conversation, Kind
+from convocore.domain.events import ConversationUpdated, MessageCreated, MessageUpdated
+from convocore.domain.messages import Message
+from convocore.entrypoints.hub import Connection, Hub
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _message(seq: int, body: str = "hi") -> Message:
+    return Message(
+        id=f"m{seq}",
+        conversation_id="c",
+        seq=seq,
+        sender_id="u",
+        body=body,
+        client_id=None,
+        reply_to=None,
+        created_at=NOW,
+    )
+
+
+async def test_events_that_arrive_while_a_subscription_starts_keep_their_order() -> None:
+    storage_answers = asyncio.Event()
+
+    async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
+        await storage_answers.wait()  # the starting point is still being read
+        return Backlog(messages=[], last_seq=0)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(json.loads(message["text"]))
+
+    hub = Hub(fetch=fetch)
+    connection = Connection(send=send, user_id="u", session_id="s", expires_at=NOW.replace(year=2100), queue_size=64)
+    await hub.register(connection)
+    hub.subscribe(connection, "c", after=None)
+    await asyncio.sleep(0)
+
+    conversation = Conversation(
+        id="c", kind=Kind.GROUP, title="renamed", public=False, created_by="u", created_at=NOW,
+        last_activity_at=NOW, last_seq=2, member_count=1, direct_key=None,
+    )  # fmt: skip
+    hub.dispatch(MessageCreated(message=_message(2)))  # committed out of order: 2 before 1
+    hub.dispatch(MessageCreated(message=_message(1)))
+    hub.dispatch(MessageUpdated(message=_message(1, "edited")))
+    hub.dispatch(ConversationUpdated(conversation=conversation))
+    assert sent == []  # all held until the starting point is known
+
+    storage_answers.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+    assert [(f["type"], f.get("message", {}).get("seq")) for f in sent] == [
+        ("message.created", 1),
+        ("message.created", 2),
+        ("message.updated", 1),
+        ("conversation.updated", None),
+    ]
