@@ -27,12 +27,17 @@ def provide_container(state: State) -> Container:
     return container
 
 
+def bearer_in(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header's value; "" for anything else."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_in(connection.headers.get("authorization", ""))
+    if not token:
         raise Unauthenticated("send Authorization: Bearer <access token>")
-    return token.strip()
+    return token
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -17,6 +17,7 @@ ASGI ``send`` instead, which handles every case.
 import struct
 from typing import Any
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
 _OPEN = State.OPEN
@@ -50,10 +51,6 @@ class DirectWriter:
     @classmethod
     def of(cls, server_send: Any) -> "DirectWriter | None":
         """A writer for the socket whose ASGI ``send`` this is, or None where it would not be right."""
-        try:
-            from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-        except ImportError:  # another server, or another uvicorn
-            return None
         protocol = getattr(server_send, "__self__", None)
         if not isinstance(protocol, WebSocketsSansIOProtocol):  # wsserver.py's is one
             return None

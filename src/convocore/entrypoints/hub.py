@@ -251,7 +251,7 @@ def _is_disconnect(error: BaseException) -> bool:
 class Subscription:
     """One connection following one conversation, with the last seq it has delivered."""
 
-    __slots__ = ("connection", "conversation_id", "held", "last_seq", "syncing")
+    __slots__ = ("connection", "conversation_id", "held", "held_top", "last_seq", "syncing")
 
     def __init__(self, connection: Connection, conversation_id: str) -> None:
         self.connection, self.conversation_id = connection, conversation_id
@@ -260,13 +260,20 @@ class Subscription:
         # (order key, seq or None, frame): messages by seq; any other event after the messages
         # that came before it, so a fresh subscription cannot see an edit before its message.
         self.held: list[tuple[tuple[int, int, int], int | None, str]] = []
+        self.held_top = 0  # the newest seq among the held messages (0: none)
 
     def hold(self, seq: int | None, text: str) -> None:
         if seq is not None:
             key = (seq, 0, next(_ARRIVAL))
+            self.held_top = max(self.held_top, seq)
         else:
-            key = (max([m for _, m, _ in self.held if m is not None] + [self.last_seq]), 1, next(_ARRIVAL))
+            key = (max(self.held_top, self.last_seq), 1, next(_ARRIVAL))
         self.held.append((key, seq, text))
+
+    def take_held(self) -> list[tuple[tuple[int, int, int], int | None, str]]:
+        """What waited, in the order it goes out; nothing waits any more."""
+        held, self.held, self.held_top = sorted(self.held), [], 0
+        return held
 
     def held_seqs(self) -> list[int]:
         return [seq for _, seq, _ in self.held if seq is not None]
@@ -397,14 +404,13 @@ class Hub:
         if kind == "message.created":
             for sub in tuple(room):
                 self._accept(sub, route.seq, text)
-        elif kind == "member.left":  # straight away: the leaver's own subscription ends below
+        elif kind == "member.left":  # straight away: the leaver's own subscription ends here
             for sub in tuple(room):
                 sub.connection.offer(text)
+            self._drop_membership(cid, route.user_id or "")
         else:
             for sub in tuple(room):
                 self._offer_event(sub, text)
-        if kind == "member.left":
-            self._drop_membership(cid, route.user_id or "")
 
     def _follow_new_membership(self, route: f.Route) -> None:
         for connection in tuple(self._users.get(route.user_id or "", ())):
@@ -455,7 +461,7 @@ class Hub:
             log.exception("catching up %s failed; asking the client to resync", cid)
             backlog = None
         if backlog is None or len(backlog.messages) > self._resync_limit:
-            newest = max([*sub.held_seqs(), backlog.last_seq if backlog else sub.last_seq])
+            newest = max(sub.held_top, backlog.last_seq if backlog else sub.last_seq)
             connection.offer(f.encode(f.ResyncFrame(conversation_id=cid, last_seq=newest)))
             self.observer.resynced()
             sub.last_seq = newest
@@ -470,7 +476,7 @@ class Hub:
                     frame = f.MessageCreatedFrame(conversation_id=cid, message=s.message_out(message))
                     connection.offer(f.encode(frame))
                     sub.last_seq = message.seq
-        held, sub.held = sorted(sub.held), []
+        held = sub.take_held()
         sub.syncing = False
         for _, seq, text in held:
             if seq is None:

@@ -4,12 +4,12 @@ the security headers every response carries."""
 import hashlib
 
 from litestar.datastructures import MutableScopeHeaders
-from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from convocore.application.messages import Budget, spend
 from convocore.application.ports import RateLimiter
+from convocore.entrypoints.deps import bearer_in
 from convocore.entrypoints.settings import Settings
 
 # Creating accounts and tokens is what brute force and spam go for: budgeted per client IP.
@@ -43,22 +43,19 @@ class HttpBudgets:
         self._app, self._limiter, self._auth, self._token = app, limiter, auth, token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            if scope["path"].rstrip("/") in AUTH_PATHS:
-                client = scope.get("client")
-                await spend(self._limiter, self._auth, f"http-ip:{client[0] if client else '-'}", "requests")
-            elif token := _bearer(scope):
-                digest = hashlib.sha256(token.encode()).hexdigest()[:32]
-                await spend(self._limiter, self._token, f"http-token:{digest}", "requests")
+        # HTTP only: app.py mounts it through HttpOnly, so sockets never come here.
+        if scope["path"].rstrip("/") in AUTH_PATHS:
+            client = scope.get("client")
+            await spend(self._limiter, self._auth, f"http-ip:{client[0] if client else '-'}", "requests")
+        elif token := _bearer(scope):
+            digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+            await spend(self._limiter, self._token, f"http-token:{digest}", "requests")
         await self._app(scope, receive, send)
 
 
 def _bearer(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
-    return ""
+    header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+    return bearer_in(header.decode("latin-1"))
 
 
 def http_budgets(settings: Settings, limiter: RateLimiter) -> DefineMiddleware:

@@ -42,7 +42,7 @@ from convocore.domain.messages import Message
 from convocore.domain.users import AuthSession, User, normalize_username
 
 Params = Mapping[str, Any]
-# A CursorResult, or for SQLite's registered statements its stand-in (sqlite_fast.Result).
+# A CursorResult, or for SQLite's prebuilt statements its stand-in (sqlite_fast.Result).
 Execute = Callable[[Executable, Params | None], Awaitable[Any]]
 
 _users, _sessions, _conversations = tables.users, tables.sessions, tables.conversations
@@ -54,6 +54,9 @@ _members, _messages = tables.members, tables.messages
 # clash with the column names an UPDATE takes its SET values from.)
 
 
+_built = sqlite_fast.prebuilt  # SQLite runs these on sqlite3 directly (sqlite_fast.py)
+
+
 def _by(table: Table, *columns: str) -> ColumnElement[bool]:
     return and_(*(table.c[name] == bindparam(f"k_{name}") for name in columns))
 
@@ -62,10 +65,9 @@ class _Saver:
     """Update the row, or insert it when missing: ``save`` stores whatever it is given."""
 
     def __init__(self, table: Table, *key: str) -> None:
-        self._update: Update = update(table).where(_by(table, *key))
-        self._insert: Insert = insert(table)
+        self._update: Update = _built(update(table).where(_by(table, *key)))
+        self._insert: Insert = _built(insert(table))
         self._key = key
-        sqlite_fast.register(self._update, self._insert)
 
     async def __call__(self, execute: Execute, values: Values) -> None:
         params = {**values, **{f"k_{name}": values[name] for name in self._key}}
@@ -97,9 +99,9 @@ def _keyset_before(first: ColumnElement[Any], second: ColumnElement[Any], a: obj
     return or_(first < a, and_(first == a, second < b))
 
 
-_USER_INSERT = insert(_users)
-_USER_BY_ID = _users.select().where(_by(_users, "id"))
-_USER_BY_KEY = _users.select().where(_by(_users, "username_key"))
+_USER_INSERT = _built(insert(_users))
+_USER_BY_ID = _built(_users.select().where(_by(_users, "id")))
+_USER_BY_KEY = _built(_users.select().where(_by(_users, "username_key")))
 _USERS_BY_IDS = _users.select().where(_users.c.id.in_(bindparam("k_ids", expanding=True)))
 
 
@@ -136,8 +138,10 @@ class SqlAlchemyUserRepository:
         return [user_from_row(row) for row in await _all(self._execute, statement)]
 
 
-_SESSION_INSERT = insert(_sessions)
-_SESSION_BY = {name: _sessions.select().where(_by(_sessions, name)) for name in ("id", "access_hash", "refresh_hash")}
+_SESSION_INSERT = _built(insert(_sessions))
+_SESSION_BY = {
+    name: _built(_sessions.select().where(_by(_sessions, name))) for name in ("id", "access_hash", "refresh_hash")
+}
 _save_session = _Saver(_sessions, "id")
 
 
@@ -165,13 +169,13 @@ class SqlAlchemySessionRepository:
         return session_from_row(row) if row else None
 
 
-_CONVERSATION_INSERT = insert(_conversations)
-_CONVERSATION_BY_ID = _conversations.select().where(_by(_conversations, "id"))
+_CONVERSATION_INSERT = _built(insert(_conversations))
+_CONVERSATION_BY_ID = _built(_conversations.select().where(_by(_conversations, "id")))
 # PostgreSQL holds the row lock until commit. SQLite renders no FOR UPDATE: there every unit of
 # work already runs alone (see unit_of_work.create_engine).
-_CONVERSATION_FOR_UPDATE = _CONVERSATION_BY_ID.with_for_update()
-_CONVERSATION_BY_DIRECT_KEY = _conversations.select().where(_by(_conversations, "direct_key"))
-_MEMBERSHIPS = (
+_CONVERSATION_FOR_UPDATE = _built(_CONVERSATION_BY_ID.with_for_update())
+_CONVERSATION_BY_DIRECT_KEY = _built(_conversations.select().where(_by(_conversations, "direct_key")))
+_MEMBERSHIPS = _built(
     select(_conversations.c.id, _conversations.c.last_seq)
     .select_from(_members.join(_conversations, _conversations.c.id == _members.c.conversation_id))
     .where(_by(_members, "user_id"))
@@ -246,12 +250,12 @@ def _inbox_query(*, user_id: str, before: InboxCursor | None, limit: int) -> Sel
     return statement
 
 
-_MEMBER_INSERT = insert(_members)
-_MEMBER_BY_KEY = _members.select().where(_by(_members, "conversation_id", "user_id"))
-_MEMBERS_OF = (
+_MEMBER_INSERT = _built(insert(_members))
+_MEMBER_BY_KEY = _built(_members.select().where(_by(_members, "conversation_id", "user_id")))
+_MEMBERS_OF = _built(
     _members.select().where(_by(_members, "conversation_id")).order_by(_members.c.joined_at, _members.c.user_id)
 )
-_MEMBER_DELETE: Delete = _members.delete().where(_by(_members, "conversation_id", "user_id"))
+_MEMBER_DELETE: Delete = _built(_members.delete().where(_by(_members, "conversation_id", "user_id")))
 _save_member = _Saver(_members, "conversation_id", "user_id")
 
 
@@ -279,10 +283,10 @@ class SqlAlchemyMemberRepository:
         await self._execute(_MEMBER_DELETE, {"k_conversation_id": conversation_id, "k_user_id": user_id})
 
 
-_MESSAGE_INSERT = insert(_messages)
-_MESSAGE_BY_KEY = _messages.select().where(_by(_messages, "conversation_id", "seq"))
-_MESSAGE_BY_CLIENT_ID = _messages.select().where(_by(_messages, "conversation_id", "sender_id", "client_id"))
-_MESSAGE_UPDATE = update(_messages).where(_by(_messages, "conversation_id", "seq"))
+_MESSAGE_INSERT = _built(insert(_messages))
+_MESSAGE_BY_KEY = _built(_messages.select().where(_by(_messages, "conversation_id", "seq")))
+_MESSAGE_BY_CLIENT_ID = _built(_messages.select().where(_by(_messages, "conversation_id", "sender_id", "client_id")))
+_MESSAGE_UPDATE = _built(update(_messages).where(_by(_messages, "conversation_id", "seq")))
 
 
 def _page_statement(*, before: bool, after: bool) -> Select[Any]:
@@ -300,7 +304,9 @@ def _page_statement(*, before: bool, after: bool) -> Select[Any]:
 
 
 _PAGES = {
-    (before, after): _page_statement(before=before, after=after) for before in (False, True) for after in (False, True)
+    (before, after): _built(_page_statement(before=before, after=after))
+    for before in (False, True)
+    for after in (False, True)
 }
 
 
@@ -334,26 +340,3 @@ class SqlAlchemyMessageRepository:
         if after is None:
             messages.reverse()
         return messages
-
-
-sqlite_fast.register(
-    _USER_INSERT,
-    _USER_BY_ID,
-    _USER_BY_KEY,
-    _SESSION_INSERT,
-    *_SESSION_BY.values(),
-    _CONVERSATION_INSERT,
-    _CONVERSATION_BY_ID,
-    _CONVERSATION_FOR_UPDATE,
-    _CONVERSATION_BY_DIRECT_KEY,
-    _MEMBERSHIPS,
-    _MEMBER_INSERT,
-    _MEMBER_BY_KEY,
-    _MEMBERS_OF,
-    _MEMBER_DELETE,
-    _MESSAGE_INSERT,
-    _MESSAGE_BY_KEY,
-    _MESSAGE_BY_CLIENT_ID,
-    _MESSAGE_UPDATE,
-    *_PAGES.values(),
-)

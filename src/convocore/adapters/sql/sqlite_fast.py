@@ -9,14 +9,14 @@ column type's bind and result processing) is replayed on the raw ``sqlite3`` cur
 transaction the SQLAlchemy connection began. Types, SQL and constraint errors are SQLAlchemy's,
 so both paths store and read the same bytes and fail the same way.
 
-Used only for statements registered with ``register`` (the repositories' prebuilt ones) and
+Used only for statements marked ``prebuilt`` (the repositories' module-level ones) and
 only on the SQLite engine whose statements run inline (``unit_of_work._InlineSqliteConnection``);
 anything else, and any statement with expanding parameters, goes through SQLAlchemy.
 """
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Executable, exc
 from sqlalchemy.engine import Connection, Dialect
@@ -25,20 +25,28 @@ from sqlalchemy.sql.dml import Insert, Update
 
 Processor = Callable[[Any], Any] | None
 
-_registered: set[int] = set()
-_keep: list[Executable] = []  # registered statements live as long as the process: ids stay theirs
+_prebuilt: dict[int, Executable] = {}  # by id; holding them keeps each id theirs for good
 
 
-def register(*statements: Executable) -> None:
-    """Mark module-level statements as safe to run here: built once, never mutated."""
-    for statement in statements:
-        if id(statement) not in _registered:
-            _registered.add(id(statement))
-            _keep.append(statement)
+S = TypeVar("S", bound=Executable)
 
 
-def is_registered(statement: Executable) -> bool:
-    return id(statement) in _registered
+def prebuilt(statement: S) -> S:
+    """Mark a module-level statement (built once, never mutated) as safe to run here."""
+    _prebuilt[id(statement)] = statement
+    return statement
+
+
+def is_prebuilt(statement: Executable) -> bool:
+    return id(statement) in _prebuilt
+
+
+def execute(raw: sqlite3.Connection, sql: str, values: Sequence[Any] = ()) -> sqlite3.Cursor:
+    """One statement on ``raw``, failing as SQLAlchemy would (so translate_errors knows it)."""
+    try:
+        return raw.execute(sql, values)
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance(sql, values, error, sqlite3.Error) from error
 
 
 class Row(dict[str, Any]):
@@ -124,18 +132,14 @@ class FastSqlite:
         if dispatch.before_cursor_execute:  # the statement-time metric listens here
             dispatch.before_cursor_execute(connection, None, plan.sql, values, None, False)
         try:
-            cursor = raw.execute(plan.sql, values)
+            cursor = execute(raw, plan.sql, values)
             rows: list[Row] = []
-            if plan.columns:
-                columns = plan.columns
-                for record in cursor.fetchall():
-                    row = Row()
-                    for (name, process), value in zip(columns, record, strict=True):
-                        row[name] = process(value) if process is not None else value
-                    rows.append(row)
+            for record in cursor.fetchall() if plan.columns else ():
+                row = Row()
+                for (name, process), value in zip(plan.columns, record, strict=True):
+                    row[name] = process(value) if process is not None else value
+                rows.append(row)
             return Result(rows, cursor.rowcount)
-        except sqlite3.Error as error:
-            raise exc.DBAPIError.instance(plan.sql, values, error, sqlite3.Error) from error
         finally:
             if dispatch.after_cursor_execute:
                 dispatch.after_cursor_execute(connection, None, plan.sql, values, None, False)
