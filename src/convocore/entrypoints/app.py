@@ -19,6 +19,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from convocore import __version__
 from convocore.adapters.redis_broadcaster import RedisBroadcaster
 from convocore.adapters.sql import migrate
+from convocore.adapters.sql.unit_of_work import wal_checkpoints
 from convocore.application.realtime import Backlog
 from convocore.entrypoints import http_accounts, http_conversations, http_messages, http_operations
 from convocore.entrypoints.allow import allow_every_method
@@ -171,7 +172,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 await migrate.upgrade(engine)
             else:
                 await migrate.ensure_current(engine)
-            yield
+            with wal_checkpoints(engine):  # a SQLite file's checkpoints, off the event loop
+                yield
         finally:
             await engine.dispose()
 

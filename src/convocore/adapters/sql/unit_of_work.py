@@ -1,7 +1,10 @@
 """Engines, schema, and the SQL unit of work: one transaction on one Core connection."""
 
+import contextlib
+import logging
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -33,7 +36,11 @@ from convocore.application.ports import (
 from convocore.domain.errors import Unavailable
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+# wal_autocheckpoint: the serving connection checkpoints by itself (on the loop, after a commit)
+# only once the WAL reaches 4,000 pages (16 MB); below that, ``wal_checkpoints`` does it from a
+# thread. Without that thread (a one-off command, a test), it is SQLite's own rule with a larger N.
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=4000")
+log = logging.getLogger(__name__)
 
 
 def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> AsyncEngine:
@@ -109,6 +116,71 @@ def _begin_immediate(connection: Connection) -> None:
 def _inline_sqlite(driver_connection: Any) -> sqlite3.Connection | None:
     """The sqlite3 connection under a driver connection, when its statements run on this thread."""
     return driver_connection._connection if isinstance(driver_connection, _InlineSqliteConnection) else None
+
+
+@contextlib.contextmanager
+def wal_checkpoints(engine: AsyncEngine, *, interval_s: float = 0.25) -> Iterator["WalCheckpointer | None"]:
+    """Checkpoint a SQLite file's WAL from a thread for as long as the block runs (nothing to do
+    for another database or an in-memory one)."""
+    database = engine.url.database or ""
+    uri = str(engine.url.query.get("uri", "")).lower() in ("true", "1")
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:") or "mode=memory" in database:
+        yield None
+        return
+    checkpointer = WalCheckpointer(database, uri=uri, interval_s=interval_s)
+    checkpointer.start()
+    try:
+        yield checkpointer
+    finally:
+        checkpointer.stop()
+
+
+class WalCheckpointer:
+    """Copies committed pages from the WAL into the database file, on a thread of its own.
+
+    SQLite's automatic checkpoint runs in the connection that commits, which here is the event
+    loop's (``_InlineSqliteConnection``): every 1,000 pages, a commit also wrote them back and
+    waited for two fsyncs, and every socket and request of the process waited with it (~23 ms a
+    time on the benchmark machine, a few times a second under load: the fan-out's p99 floor, see
+    docs/performance.md, lever 14). This thread's own connection runs ``PRAGMA
+    wal_checkpoint(PASSIVE)`` a few times a second instead; the sqlite3 module lets go of the GIL
+    while SQLite works, so the loop goes on. PASSIVE never waits for or blocks a writer, and
+    durability is unchanged (a commit is in the WAL either way). The WAL starts over from its
+    beginning when a write finds it fully copied; under writes so steady that it never is, it
+    reaches the serving connection's own threshold (``wal_autocheckpoint``) and that one
+    checkpoint runs on the loop as before, with most pages already copied.
+    """
+
+    def __init__(self, database: str, *, uri: bool = False, interval_s: float = 0.25) -> None:
+        self._database, self._uri, self._interval_s = database, uri, interval_s
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        self.wal_pages = 0  # the WAL in pages at the last run (-1: SQLite could not say)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="convocore-wal-checkpoints", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        _busy, self.wal_pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.runs += 1
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self._database, uri=self._uri, isolation_level=None)
+        try:
+            while not self._stopping.wait(self._interval_s):
+                try:
+                    self._checkpoint(connection)
+                except sqlite3.Error as error:  # a locked or missing file now is not fatal later
+                    log.warning("WAL checkpoint failed: %s", error)
+        finally:
+            connection.close()
 
 
 async def create_schema(engine: AsyncEngine) -> None:

@@ -1,0 +1,75 @@
+"""Work kept off the event loop: WAL checkpoints of the embedded SQLite file run on a thread of
+their own, and what startup built is frozen out of full garbage collections."""
+
+import asyncio
+import threading
+from pathlib import Path
+
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from convocore.adapters.sql.unit_of_work import create_engine, wal_checkpoints
+from convocore.entrypoints.app import create_app
+from convocore.entrypoints.settings import Settings
+
+THREAD = "convocore-wal-checkpoints"
+
+
+async def test_committed_pages_reach_the_database_file_without_a_checkpoint_on_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (body TEXT)"))
+        empty = path.stat().st_size
+        with wal_checkpoints(engine, interval_s=0.05) as checkpointer:
+            assert checkpointer is not None
+            async with engine.begin() as connection:  # ~200 pages: well under wal_autocheckpoint
+                for _ in range(200):
+                    await connection.execute(text("INSERT INTO t VALUES (:b)"), {"b": "x" * 3000})
+            assert path.stat().st_size == empty  # committed, still only in the WAL
+            for _ in range(200):  # bounded: 10 s at most
+                if path.stat().st_size > 200 * 3000:
+                    break
+                await asyncio.sleep(0.05)
+            assert path.stat().st_size > 200 * 3000  # copied by the thread
+            assert checkpointer.runs > 0
+        assert not any(t.name == THREAD for t in threading.enumerate())  # the block ended it
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar() == 200
+    finally:
+        await engine.dispose()
+
+
+async def test_no_thread_for_an_in_memory_database() -> None:
+    engine = create_engine("sqlite:///:memory:")
+    try:
+        with wal_checkpoints(engine) as checkpointer:
+            assert checkpointer is None
+            assert not any(t.name == THREAD for t in threading.enumerate())
+    finally:
+        await engine.dispose()
+
+
+async def test_the_app_checkpoints_its_sqlite_file_for_as_long_as_it_runs(tmp_path: Path) -> None:
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/chat.db", argon2_time_cost=1, argon2_memory_cost=1024)
+    )
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/health")).status_code == 200
+        assert [t for t in threading.enumerate() if t.name == THREAD]
+    assert not any(t.name == THREAD for t in threading.enumerate())
+
+
+def test_serve_freezes_what_startup_built() -> None:
+    import gc
+
+    from convocore.entrypoints.cli import freeze_startup_heap
+
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > before  # left out of later full collections
+        gc.collect()  # a full collection now walks none of them
+    finally:
+        gc.unfreeze()
