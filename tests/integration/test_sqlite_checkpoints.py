@@ -61,15 +61,16 @@ async def test_the_app_checkpoints_its_sqlite_file_for_as_long_as_it_runs(tmp_pa
     assert not any(t.name == THREAD for t in threading.enumerate())
 
 
-def test_serve_freezes_what_startup_built() -> None:
+def test_serve_keeps_full_collections_rare_and_short() -> None:
     import gc
 
-    from convocore.entrypoints.cli import freeze_startup_heap
+    from convocore.entrypoints.cli import tune_garbage_collection
 
-    before = gc.get_freeze_count()
+    before, threshold = gc.get_freeze_count(), gc.get_threshold()
     try:
-        freeze_startup_heap()
-        assert gc.get_freeze_count() > before  # left out of later full collections
-        gc.collect()  # a full collection now walks none of them
+        tune_garbage_collection()
+        assert gc.get_freeze_count() > before  # startup's objects are left out of full collections
+        assert gc.get_threshold()[2] == 100
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
