@@ -141,7 +141,7 @@ class WalCheckpointer:
     SQLite's automatic checkpoint runs in the connection that commits, which here is the event
     loop's (``_InlineSqliteConnection``): every 1,000 pages, a commit also wrote them back and
     waited for two fsyncs, and every socket and request of the process waited with it (~23 ms a
-    time on the benchmark machine, a few times a second under load: the fan-out's p99 floor, see
+    time on a slow benchmark machine, about once a second under a 100x10 fan-out; see
     docs/performance.md, lever 14). This thread's own connection runs ``PRAGMA
     wal_checkpoint(PASSIVE)`` a few times a second instead; the sqlite3 module lets go of the GIL
     while SQLite works, so the loop goes on. PASSIVE never waits for or blocks a writer, and
