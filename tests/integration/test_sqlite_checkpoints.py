@@ -22,19 +22,20 @@ async def test_committed_pages_reach_the_database_file_without_a_checkpoint_on_t
         async with engine.begin() as connection:
             await connection.execute(text("CREATE TABLE t (body TEXT)"))
         empty = path.stat().st_size
+        async with engine.begin() as connection:  # ~200 pages: well under wal_autocheckpoint
+            for _ in range(200):
+                await connection.execute(text("INSERT INTO t VALUES (:b)"), {"b": "x" * 3000})
+        assert path.stat().st_size == empty  # committed, and only in the WAL: nothing copied it
         with wal_checkpoints(engine, interval_s=0.05) as checkpointer:
             assert checkpointer is not None
-            async with engine.begin() as connection:  # ~200 pages: well under wal_autocheckpoint
-                for _ in range(200):
-                    await connection.execute(text("INSERT INTO t VALUES (:b)"), {"b": "x" * 3000})
-            assert path.stat().st_size == empty  # committed, still only in the WAL
             for _ in range(200):  # bounded: 10 s at most
                 if path.stat().st_size > 200 * 3000:
                     break
                 await asyncio.sleep(0.05)
             assert path.stat().st_size > 200 * 3000  # copied by the thread
             assert checkpointer.runs > 0
-        assert not any(t.name == THREAD for t in threading.enumerate())  # the block ended it
+            thread = checkpointer._thread
+        assert thread is not None and not thread.is_alive()  # the block ended it
         async with engine.connect() as connection:
             assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar() == 200
     finally:
@@ -46,7 +47,6 @@ async def test_no_thread_for_an_in_memory_database() -> None:
     try:
         with wal_checkpoints(engine) as checkpointer:
             assert checkpointer is None
-            assert not any(t.name == THREAD for t in threading.enumerate())
     finally:
         await engine.dispose()
 
@@ -55,10 +55,16 @@ async def test_the_app_checkpoints_its_sqlite_file_for_as_long_as_it_runs(tmp_pa
     app = create_app(
         Settings(database_url=f"sqlite:///{tmp_path}/chat.db", argon2_time_cost=1, argon2_memory_cost=1024)
     )
+
+    def checkpointers() -> set[threading.Thread]:  # other tests' apps may be running too
+        return {t for t in threading.enumerate() if t.name == THREAD}
+
+    before = checkpointers()
     async with AsyncTestClient(app) as client:
         assert (await client.get("/health")).status_code == 200
-        assert [t for t in threading.enumerate() if t.name == THREAD]
-    assert not any(t.name == THREAD for t in threading.enumerate())
+        ours = checkpointers() - before
+        assert len(ours) == 1
+    assert not any(t.is_alive() for t in ours)
 
 
 def test_serve_keeps_full_collections_rare_and_short() -> None:
