@@ -23,7 +23,6 @@ from pathlib import Path
 
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
 from convocore.adapters.memory import InProcessBroadcaster
-from convocore.adapters.sql import unit_of_work
 from convocore.adapters.sql.unit_of_work import (
     SqlAlchemyUnitOfWorkFactory,
     create_engine,
@@ -46,15 +45,15 @@ def _cpu() -> float:
 
 
 async def run(posts: int, *, inline_checkpoints: bool = False) -> None:
-    if inline_checkpoints:
-        kept = [p for p in unit_of_work._SQLITE_PRAGMAS if not p.startswith("wal_autocheckpoint")]
-        unit_of_work._SQLITE_PRAGMAS = (*kept, "wal_autocheckpoint=1000")
     with tempfile.TemporaryDirectory(prefix="convocore-postpath-") as work:
         engine = create_engine(f"sqlite:///{Path(work) / 'postpath.db'}")
         checkpoints = contextlib.nullcontext() if inline_checkpoints else wal_checkpoints(engine)
         try:
             checkpoints.__enter__()
             await create_schema(engine)
+            if inline_checkpoints:  # SQLite's default; a pragma of the engine's one, never-recycled connection
+                async with engine.connect() as connection:
+                    await connection.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
             uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
             clock, ids, bus = SystemClock(), UuidGenerator(), InProcessBroadcaster()
             hasher = Argon2PasswordHasher(time_cost=1, memory_cost=1024)

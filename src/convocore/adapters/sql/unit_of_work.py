@@ -59,8 +59,7 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> AsyncEngine:
     # SQLite admits one writer at a time anyway.) An in-memory database gets the same pool rather
     # than StaticPool, which would hand the one connection to two units of work at once; a pooled
     # connection is never recycled, so the database lives as long as the engine.
-    database = url.database or ":memory:"
-    uri = str(url.query.get("uri", "")).lower() in ("true", "1")
+    database, uri = _sqlite_target(url)
 
     async def connect() -> aiosqlite.Connection:
         connector = lambda: sqlite3.connect(database, uri=uri, check_same_thread=False)  # noqa: E731
@@ -103,6 +102,11 @@ def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor.close()
 
 
+def _sqlite_target(url: URL) -> tuple[str, bool]:
+    """What ``sqlite3.connect`` takes for a SQLite URL: the database, and whether it is a URI."""
+    return url.database or ":memory:", str(url.query.get("uri", "")).lower() in ("true", "1")
+
+
 def _begin_immediate(connection: Connection) -> None:
     # Take the write lock up front, which carries the one-at-a-time rule to other processes
     # sharing the file: they wait (busy_timeout) instead of failing half-way with a stale snapshot.
@@ -122,9 +126,8 @@ def _inline_sqlite(driver_connection: Any) -> sqlite3.Connection | None:
 def wal_checkpoints(engine: AsyncEngine, *, interval_s: float = 0.25) -> Iterator["WalCheckpointer | None"]:
     """Checkpoint a SQLite file's WAL from a thread for as long as the block runs (nothing to do
     for another database or an in-memory one)."""
-    database = engine.url.database or ""
-    uri = str(engine.url.query.get("uri", "")).lower() in ("true", "1")
-    if engine.dialect.name != "sqlite" or database in ("", ":memory:") or "mode=memory" in database:
+    database, uri = _sqlite_target(engine.url)
+    if engine.dialect.name != "sqlite" or database == ":memory:" or "mode=memory" in database:
         yield None
         return
     checkpointer = WalCheckpointer(database, uri=uri, interval_s=interval_s)
@@ -156,7 +159,6 @@ class WalCheckpointer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0
-        self.wal_pages = 0  # the WAL in pages at the last run (-1: SQLite could not say)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="convocore-wal-checkpoints", daemon=True)
@@ -167,16 +169,13 @@ class WalCheckpointer:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def _checkpoint(self, connection: sqlite3.Connection) -> None:
-        _busy, self.wal_pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.runs += 1
-
     def _run(self) -> None:
         connection = sqlite3.connect(self._database, uri=self._uri, isolation_level=None)
         try:
             while not self._stopping.wait(self._interval_s):
                 try:
-                    self._checkpoint(connection)
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.runs += 1
                 except sqlite3.Error as error:  # a locked or missing file now is not fatal later
                     log.warning("WAL checkpoint failed: %s", error)
         finally:
