@@ -61,6 +61,20 @@ def _by(table: Table, *columns: str) -> ColumnElement[bool]:
     return and_(*(table.c[name] == bindparam(f"k_{name}") for name in columns))
 
 
+def _update_params(values: Values, key: Sequence[str]) -> dict[str, Any]:
+    """An UPDATE's parameters: the key goes only into the WHERE clause (``k_`` names), never SET.
+
+    An UPDATE sets the columns its parameters name. Setting a key column to its own value is not
+    free in SQLite: with foreign keys on, rewriting a parent key makes SQLite look for the child
+    rows that point at it, so saving a conversation with ``SET id = id`` walked every message of
+    the conversation, and a post cost time in proportion to the conversation's history (6 us at
+    0 messages, 5 ms at 100,000; see docs/performance.md, lever 15).
+    """
+    params = {name: value for name, value in values.items() if name not in key}
+    params.update((f"k_{name}", values[name]) for name in key)
+    return params
+
+
 class _Saver:
     """Update the row, or insert it when missing: ``save`` stores whatever it is given."""
 
@@ -70,8 +84,7 @@ class _Saver:
         self._key = key
 
     async def __call__(self, execute: Execute, values: Values) -> None:
-        params = {**values, **{f"k_{name}": values[name] for name in self._key}}
-        result = await execute(self._update, params)
+        result = await execute(self._update, _update_params(values, self._key))
         if result.rowcount == 0:
             await execute(self._insert, values)
 
@@ -329,9 +342,7 @@ class SqlAlchemyMessageRepository:
         return message_from_row(row) if row else None
 
     async def save(self, message: Message) -> None:
-        values = message_values(message)
-        params = {**values, "k_conversation_id": message.conversation_id, "k_seq": message.seq}
-        await self._execute(_MESSAGE_UPDATE, params)
+        await self._execute(_MESSAGE_UPDATE, _update_params(message_values(message), ("conversation_id", "seq")))
 
     async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
         params = {"k_conversation_id": conversation_id, "k_limit": limit, "k_before": before, "k_after": after}
