@@ -71,6 +71,8 @@ def main() -> int:
     )
     parser.add_argument("--svg", type=Path, help="also write a flame graph (a second, separate sampling run)")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "profile.json")
+    parser.add_argument("--top", type=int, default=25, help="how many functions each list keeps")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks (collapsed, one per line) here")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     rooms, members = (int(n) for n in args.shape.split("x"))
@@ -91,7 +93,9 @@ def main() -> int:
                 profile=[*record, "--format", "raw", "--output", str(raw), "--duration", str(int(args.seconds))],
             )
             result = harness.run_loadgen(job, work, timeout=600)
-            summary = {"shape": args.shape, "rate": args.rate, "step": result["steps"][0], **summarise(raw)}
+            summary = {"shape": args.shape, "rate": args.rate, "step": result["steps"][0], **summarise(raw, args.top)}
+            if args.raw:
+                shutil.copyfile(raw, args.raw)
             if args.svg:
                 job["profile"] = [*record, "--output", str(args.svg.resolve()), "--duration", str(int(args.seconds))]
                 job["prefix"] = workloads._prefix()  # new users: the first run's are taken
