@@ -61,32 +61,55 @@ def _by(table: Table, *columns: str) -> ColumnElement[bool]:
     return and_(*(table.c[name] == bindparam(f"k_{name}") for name in columns))
 
 
-def _update_params(values: Values, key: Sequence[str]) -> dict[str, Any]:
-    """An UPDATE's parameters: the key goes only into the WHERE clause (``k_`` names), never SET.
-
-    An UPDATE sets the columns its parameters name. Setting a key column to its own value is not
-    free in SQLite: with foreign keys on, rewriting a parent key makes SQLite look for the child
-    rows that point at it, so saving a conversation with ``SET id = id`` walked every message of
-    the conversation, and a post cost time in proportion to the conversation's history (6 us at
-    0 messages, 5 ms at 100,000; see docs/performance.md, lever 15).
-    """
-    params = {name: value for name, value in values.items() if name not in key}
-    params.update((f"k_{name}", values[name]) for name in key)
-    return params
-
-
 class _Saver:
-    """Update the row, or insert it when missing: ``save`` stores whatever it is given."""
+    """Update the row, or insert it when missing: ``save`` stores whatever it is given.
+
+    Only the columns that differ from what this unit of work last read or wrote of the row go
+    into the UPDATE (all of them for a row it has not seen), and the key never does. A post
+    changes two of a conversation's ten columns and one of a member's five; each column bound
+    costs its type's processing, and SQLite rewrites an index entry for each indexed column set.
+    Setting a key column to its own value is not free either: with foreign keys on, SQLite treats
+    ``SET id = id`` on a conversation as a parent-key change and visits every message pointing at
+    it, so a post cost time in proportion to the conversation's history (6 us at 0 messages, 5 ms
+    at 100,000; docs/performance.md, lever 15).
+    """
 
     def __init__(self, table: Table, *key: str) -> None:
         self._update: Update = _built(update(table).where(_by(table, *key)))
         self._insert: Insert = _built(insert(table))
         self._key = key
 
-    async def __call__(self, execute: Execute, values: Values) -> None:
-        result = await execute(self._update, _update_params(values, self._key))
+    async def __call__(self, execute: Execute, values: Values, seen: "_Seen") -> None:
+        params = _changes(values, self._key, seen)
+        if params is None:
+            return  # what this transaction read or wrote of the row is what it would write
+        result = await execute(self._update, params)
         if result.rowcount == 0:
             await execute(self._insert, values)
+
+
+def _changes(values: Values, key: Sequence[str], seen: "_Seen") -> dict[str, Any] | None:
+    """An UPDATE's parameters for ``values``: the columns that differ from the row as ``seen``
+    last had it (every column but the key for a row it does not have), and the key as ``k_``
+    parameters for the WHERE clause; None when nothing differs. ``seen`` then has ``values``."""
+    row_key = tuple(values[name] for name in key)
+    known = seen.get(row_key)
+    seen[row_key] = values
+    if known is None:
+        params = {name: value for name, value in values.items() if name not in key}
+    else:
+        params = {name: value for name, value in values.items() if known.get(name, _MISSING) != value}
+        if not params:
+            return None
+    params.update((f"k_{name}", value) for name, value in zip(key, row_key, strict=True))
+    return params
+
+
+_MISSING = object()
+# A repository's rows by key, as its unit of work last read or wrote them (a row as read, or the
+# values written): what a save compares with. Rows are never changed in place, so keeping them
+# costs nothing.
+_Seen = dict[tuple[Any, ...], Mapping[Any, Any]]
 
 
 async def _first(execute: Execute, statement: Executable, params: Params | None = None) -> RowMapping | None:
@@ -161,6 +184,7 @@ _save_session = _Saver(_sessions, "id")
 class SqlAlchemySessionRepository:
     def __init__(self, execute: Execute) -> None:
         self._execute = execute
+        self._seen: _Seen = {}
 
     async def add(self, session: AuthSession) -> None:
         await self._execute(_SESSION_INSERT, session_values(session))
@@ -175,11 +199,14 @@ class SqlAlchemySessionRepository:
         return await self._find("refresh_hash", refresh_hash)
 
     async def save(self, session: AuthSession) -> None:
-        await _save_session(self._execute, session_values(session))
+        await _save_session(self._execute, session_values(session), self._seen)
 
     async def _find(self, column: str, value: str) -> AuthSession | None:
         row = await _first(self._execute, _SESSION_BY[column], {f"k_{column}": value})
-        return session_from_row(row) if row else None
+        if row is None:
+            return None
+        self._seen[(row["id"],)] = row
+        return session_from_row(row)
 
 
 _CONVERSATION_INSERT = _built(insert(_conversations))
@@ -199,21 +226,28 @@ _save_conversation = _Saver(_conversations, "id")
 class SqlAlchemyConversationRepository:
     def __init__(self, execute: Execute) -> None:
         self._execute = execute
+        self._seen: _Seen = {}
 
     async def add(self, conversation: Conversation) -> None:
-        await self._execute(_CONVERSATION_INSERT, conversation_values(conversation))
+        values = conversation_values(conversation)
+        await self._execute(_CONVERSATION_INSERT, values)
+        self._seen[(conversation.id,)] = values
 
     async def get(self, conversation_id: str, *, for_update: bool = False) -> Conversation | None:
         statement = _CONVERSATION_FOR_UPDATE if for_update else _CONVERSATION_BY_ID
-        row = await _first(self._execute, statement, {"k_id": conversation_id})
-        return conversation_from_row(row) if row else None
+        return self._seen_row(await _first(self._execute, statement, {"k_id": conversation_id}))
 
     async def get_direct(self, key: str) -> Conversation | None:
-        row = await _first(self._execute, _CONVERSATION_BY_DIRECT_KEY, {"k_direct_key": key})
-        return conversation_from_row(row) if row else None
+        return self._seen_row(await _first(self._execute, _CONVERSATION_BY_DIRECT_KEY, {"k_direct_key": key}))
+
+    def _seen_row(self, row: RowMapping | None) -> Conversation | None:
+        if row is None:
+            return None
+        self._seen[(row["id"],)] = row
+        return conversation_from_row(row)
 
     async def save(self, conversation: Conversation) -> None:
-        await _save_conversation(self._execute, conversation_values(conversation))
+        await _save_conversation(self._execute, conversation_values(conversation), self._seen)
 
     async def inbox(self, *, user_id: str, before: InboxCursor | None, limit: int) -> list[InboxEntry]:
         rows = await _all(self._execute, _inbox_query(user_id=user_id, before=before, limit=limit))
@@ -275,13 +309,19 @@ _save_member = _Saver(_members, "conversation_id", "user_id")
 class SqlAlchemyMemberRepository:
     def __init__(self, execute: Execute) -> None:
         self._execute = execute
+        self._seen: _Seen = {}
 
     async def add(self, member: Member) -> None:
-        await self._execute(_MEMBER_INSERT, member_values(member))
+        values = member_values(member)
+        await self._execute(_MEMBER_INSERT, values)
+        self._seen[(member.conversation_id, member.user_id)] = values
 
     async def get(self, conversation_id: str, user_id: str) -> Member | None:
         row = await _first(self._execute, _MEMBER_BY_KEY, {"k_conversation_id": conversation_id, "k_user_id": user_id})
-        return member_from_row(row) if row else None
+        if row is None:
+            return None
+        self._seen[(conversation_id, user_id)] = row
+        return member_from_row(row)
 
     async def list(self, conversation_id: str) -> list[Member]:
         return [
@@ -290,10 +330,11 @@ class SqlAlchemyMemberRepository:
         ]
 
     async def save(self, member: Member) -> None:
-        await _save_member(self._execute, member_values(member))
+        await _save_member(self._execute, member_values(member), self._seen)
 
     async def remove(self, conversation_id: str, user_id: str) -> None:
         await self._execute(_MEMBER_DELETE, {"k_conversation_id": conversation_id, "k_user_id": user_id})
+        self._seen.pop((conversation_id, user_id), None)
 
 
 _MESSAGE_INSERT = _built(insert(_messages))
@@ -326,6 +367,7 @@ _PAGES = {
 class SqlAlchemyMessageRepository:
     def __init__(self, execute: Execute) -> None:
         self._execute = execute
+        self._seen: _Seen = {}
 
     async def add(self, message: Message) -> None:
         # Contiguous seqs are the conversation's job (it allocates them under the row lock);
@@ -334,7 +376,10 @@ class SqlAlchemyMessageRepository:
 
     async def get(self, conversation_id: str, seq: int) -> Message | None:
         row = await _first(self._execute, _MESSAGE_BY_KEY, {"k_conversation_id": conversation_id, "k_seq": seq})
-        return message_from_row(row) if row else None
+        if row is None:
+            return None
+        self._seen[(conversation_id, seq)] = row
+        return message_from_row(row)
 
     async def get_by_client_id(self, conversation_id: str, sender_id: str, client_id: str) -> Message | None:
         params = {"k_conversation_id": conversation_id, "k_sender_id": sender_id, "k_client_id": client_id}
@@ -342,7 +387,9 @@ class SqlAlchemyMessageRepository:
         return message_from_row(row) if row else None
 
     async def save(self, message: Message) -> None:
-        await self._execute(_MESSAGE_UPDATE, _update_params(message_values(message), ("conversation_id", "seq")))
+        params = _changes(message_values(message), ("conversation_id", "seq"), self._seen)
+        if params is not None:
+            await self._execute(_MESSAGE_UPDATE, params)
 
     async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
         params = {"k_conversation_id": conversation_id, "k_limit": limit, "k_before": before, "k_after": after}
