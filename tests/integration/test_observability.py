@@ -14,8 +14,10 @@ import asyncpg
 import pytest
 import websockets
 from litestar.testing import AsyncTestClient
+from prometheus_client import CollectorRegistry, generate_latest
 
 from convocore.entrypoints.app import create_app
+from convocore.entrypoints.metrics import _Timings
 from convocore.entrypoints.settings import Settings
 from tests.integration.remote import Remote, assert_closed_with, next_frame
 from tests.integration.scrape import metric, metric_names
@@ -263,3 +265,18 @@ async def test_text_logs_carry_the_request_id_too(tmp_path: Path) -> None:
         assert re.search(r"INFO uvicorn.access \[obs-text-1\] .*GET /health", process.output())
     finally:
         process.stop()
+
+
+def test_statement_timings_are_exposed_as_a_cumulative_prometheus_histogram() -> None:
+    timings = _Timings("t_seconds", "test", (0.001, 0.01))
+    registry = CollectorRegistry()
+    registry.register(timings)
+    for seconds in (0.0005, 0.001, 0.002, 0.01, 0.5):  # a value on a bound counts in that bound's bucket
+        timings.observe(seconds)
+    text = generate_latest(registry).decode()
+    samples = dict(re.findall(r"^(t_seconds_\w+(?:\{[^}]*\})?) (\S+)$", text, re.MULTILINE))
+    assert samples['t_seconds_bucket{le="0.001"}'] == "2.0"
+    assert samples['t_seconds_bucket{le="0.01"}'] == "4.0"
+    assert samples['t_seconds_bucket{le="+Inf"}'] == "5.0"
+    assert samples["t_seconds_count"] == "5.0"
+    assert float(samples["t_seconds_sum"]) == pytest.approx(0.5135)

@@ -5,6 +5,7 @@ shared by every app in it (as Litestar's middleware does with its own); counters
 grow, and the socket gauge counts every app's sockets.
 """
 
+import bisect
 import time
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -13,8 +14,8 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.middleware.base import DefineMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import CounterMetricFamily
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, ExceptionContext
@@ -23,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convocore.domain.events import Event
 from convocore.entrypoints.frames import route_of
 
-_STARTED = "convocore_statement_started"
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -42,9 +42,13 @@ class Metrics:
         )
         self.resumes = Counter("convocore_resumes", "Streams resumed from a client's last seq")
         self.resyncs = Counter("convocore_resyncs", "Resync frames: gaps too large to replay")
-        self.db_statement_seconds = Histogram(
-            "convocore_db_statement_seconds", "Time from sending a SQL statement to its result", buckets=DB_BUCKETS
+        # Observed around every SQL statement, several per request: plain counts read at scrape
+        # time, like deliveries (a prometheus Histogram takes a lock per observation).
+        self.db_statement_seconds = _Timings(
+            "convocore_db_statement_seconds", "Time from sending a SQL statement to its result", DB_BUCKETS
         )
+        REGISTRY.register(self.db_statement_seconds)
+        self._started: dict[Connection, float] = {}
 
     # -- the hub's Observer --------------------------------------------------------------
 
@@ -82,7 +86,12 @@ class Metrics:
             event.listen(target, "handle_error", self._failed)
 
     def _before(self, connection: Connection, *_: Any) -> None:
-        connection.info.setdefault(_STARTED, []).append(time.perf_counter())
+        # A connection runs one statement at a time, so its start is all there is to keep. A
+        # statement cancelled mid-way (a request whose client left) may never report back: the
+        # map is cleared before such leftovers could add up.
+        if len(self._started) > 1024:
+            self._started.clear()
+        self._started[connection] = time.perf_counter()
 
     def _after(self, connection: Connection, *_: Any) -> None:
         self._observe(connection)
@@ -92,9 +101,31 @@ class Metrics:
             self._observe(context.connection)  # a failed statement took its time too
 
     def _observe(self, connection: Connection) -> None:
-        started: list[float] = connection.info.get(_STARTED, [])
-        if started:
-            self.db_statement_seconds.observe(time.perf_counter() - started.pop())
+        started = self._started.pop(connection, None)
+        if started is not None:
+            self.db_statement_seconds.observe(time.perf_counter() - started)
+
+
+class _Timings(Collector):
+    """A histogram of durations kept as plain counts, summed into Prometheus' cumulative
+    buckets only when scraped. Observed on the event loop's thread; a scrape reads ints."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self._name, self._documentation, self._bounds = name, documentation, buckets
+        self._counts = [0] * (len(buckets) + 1)  # the last: above every bound
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, seconds)] += 1
+        self._sum += seconds
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        counts, total, running = list(self._counts), self._sum, 0
+        buckets = []
+        for bound, count in zip((*map(str, self._bounds), "+Inf"), counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=total)
 
 
 class _Count(Collector):
