@@ -225,10 +225,26 @@ async def history(job: dict[str, Any]) -> dict[str, Any]:
                     want = list(range(depth - 49, depth + 1)) if name == "newest" else list(range(1, 51))
                     if seqs != want:
                         raise RuntimeError(f"{name} page has seqs {seqs[:3]}...{seqs[-3:]}, expected {want[0]}..")
+        # Then posts into the same conversation, one at a time: what a post costs at that depth
+        # (it once grew with the history; docs/performance.md, lever 15). Each user stays under
+        # the send limit (20 per 10 s): at most posts / users each.
+        posted: list[float] = []
+        for n in range(job["posts"]):
+            body = json.dumps({"conversation_id": cid, "body": "x" * 100}).encode()
+            start = time.perf_counter()
+            status, answer = await http.request("POST", "/api/messages/", body, token=tokens[n % len(tokens)])
+            elapsed = (time.perf_counter() - start) * 1000
+            if status != 201:
+                raise RuntimeError(f"POST at depth -> {status}: {answer[:200]!r}")
+            if json.loads(answer)["seq"] != depth + n + 1:
+                raise RuntimeError(f"post {n} at depth got seq {json.loads(answer)['seq']}, expected {depth + n + 1}")
+            if n >= job["posts"] // 10:  # the first tenth warms up
+                posted.append(elapsed)
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {"messages": depth, "page": 50, "requests_per_position": job["requests"]}
-    for name, values in latencies.items():
+    for name, values in (*latencies.items(), ("post", posted)):
         out[name] = {"p50_ms": _pct(values, 0.50), "p99_ms": _pct(values, 0.99), "max_ms": _pct(values, 1.0)}
+    out["posts"] = len(posted)
     out["loadgen_cpu_pct"] = round(100 * (_cpu() - cpu0) / wall, 1)
     return out
 

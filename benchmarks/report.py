@@ -84,6 +84,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                 f"3 history {where}", f"{what}, {r['users']} users", f"{r['requests_per_position']} GETs",
                 f"{r[where]['p50_ms']:.2f}", f"{r[where]['p99_ms']:.2f}", "page content checked",
             ))  # fmt: skip
+        if "post" in r:
+            out.append((
+                "3 post at depth", f"into the {r['messages']:,}-message conversation", f"{r['posts']} POSTs",
+                f"{r['post']['p50_ms']:.2f}", f"{r['post']['p99_ms']:.2f}", "each seq checked; one at a time",
+            ))  # fmt: skip
     if "connections" in results:
         r = results["connections"]
         out.append((

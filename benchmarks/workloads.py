@@ -30,14 +30,15 @@ class Sizes:
     history_depth: int
     history_requests: int
     history_users: int
+    history_posts: int  # one at a time, into the deep conversation; under history_users x 20 (the send limit)
     idle_sockets: int
     idle_users: int
     idle_group: int
     reference_repeats: int  # scale-out: steps at one same rate for 1 and 2 processes
 
 
-FULL = Sizes(64, 32, 5.0, ((10, 100), (100, 10)), 5000, 4.0, 3.0, 10, 1_000_050, 1000, 16, 5000, 1000, 10, 3)
-QUICK = Sizes(4, 16, 0.3, ((3, 4),), 120, 0.3, 1.0, 2, 2_050, 30, 4, 40, 10, 5, 1)
+FULL = Sizes(64, 32, 5.0, ((10, 100), (100, 10)), 5000, 4.0, 3.0, 10, 1_000_050, 1000, 16, 220, 5000, 1000, 10, 3)
+QUICK = Sizes(4, 16, 0.3, ((3, 4),), 120, 0.3, 1.0, 2, 2_050, 30, 4, 20, 40, 10, 5, 1)
 
 
 def _prefix() -> str:
@@ -191,6 +192,7 @@ def history(sizes: Sizes) -> dict[str, Any]:
                 "depth": sizes.history_depth,
                 "requests": sizes.history_requests,
                 "warmup": max(10, sizes.history_requests // 10),
+                "posts": sizes.history_posts,
             }
             result = harness.run_loadgen(job, work, timeout=600)
         finally:

@@ -43,8 +43,10 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
     assert rest["statuses"] == {"201": rest["acked"]}
     assert rest["durable"] == {"acked": rest["acked"], "stored_after_kill": rest["acked"], "missing": 0}
 
-    for where in ("newest", "deep"):
+    for where in ("newest", "deep", "post"):
         assert workloads["history"][where]["p50_ms"] > 0 and workloads["history"][where]["p99_ms"] > 0
+    assert workloads["history"]["posts"] == 18  # 20, less the tenth that warms up
+    assert "| 3 post at depth" in run.stdout
 
     idle = workloads["connections"]
     assert idle["authenticated"] == idle["sockets"] == idle["still_open"] > 0
