@@ -62,10 +62,19 @@ async def rest(job: dict[str, Any]) -> dict[str, Any]:
                     acked[cid] += 1
                 k += 1
 
+    # benchmarks.profile --workload rest: py-spy samples the server while the clients post.
+    profiler = subprocess.Popen(job["profile"]) if job.get("profile") else None  # noqa: ASYNC220 - once, before the run
     cpu0, t0 = _cpu(), time.perf_counter()
     stop_at = t0 + job["seconds"]
     await asyncio.gather(*(client(n) for n in range(clients)))
     wall = time.perf_counter() - t0
+    if profiler is not None:
+        try:
+            profiler.wait(timeout=60)
+        finally:
+            if profiler.poll() is None:
+                profiler.kill()
+                profiler.wait()
     return {
         "clients": clients,
         "conversations": len(conversations),

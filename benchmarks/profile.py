@@ -1,7 +1,9 @@
 """Where the server's time goes under fan-out: py-spy samples the server (without pausing it)
-while the load generator holds one fixed rate, then the samples are summed per function.
+while the load generator holds one fixed rate, then the samples are summed per function. With
+``--workload rest``, the same while the REST send workload's 64 clients post in a closed loop.
 
     python -m benchmarks.profile [--shape 10x100] [--rate 10000] [--seconds 15] [--svg profile.svg]
+    python -m benchmarks.profile --workload rest [--seconds 15] [--top 70] [--raw stacks.txt]
 """
 
 import argparse
@@ -63,6 +65,9 @@ def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--workload", choices=("fanout", "rest"), default="fanout", help="rest: the REST send workload, closed loop"
+    )
     parser.add_argument("--shape", default="10x100")
     parser.add_argument("--rate", type=float, default=10_000, help="deliveries per second to hold")
     parser.add_argument("--seconds", type=float, default=15)
@@ -81,7 +86,10 @@ def main() -> int:
     with harness.workdir() as work:
         server = harness.convocore("convocore-profile", work, env=env)
         try:
-            job = workloads._fanout_job(sizes, rooms, members, [server], False)
+            if args.workload == "rest":
+                job = workloads.rest_job(sizes, server)
+            else:
+                job = workloads._fanout_job(sizes, rooms, members, [server], False)
             raw = work / "profile.txt"
             record = [py_spy, "record", "--pid", str(server.pid), "--rate", "250", "--nonblocking"]
             if args.native:  # py-spy must pause the server to read C stacks: it runs slower
@@ -93,7 +101,12 @@ def main() -> int:
                 profile=[*record, "--format", "raw", "--output", str(raw), "--duration", str(int(args.seconds))],
             )
             result = harness.run_loadgen(job, work, timeout=600)
-            summary = {"shape": args.shape, "rate": args.rate, "step": result["steps"][0], **summarise(raw, args.top)}
+            if args.workload == "rest":
+                result.pop("acked_per_conversation")
+                what = {"workload": "rest", "run": result}
+            else:
+                what = {"workload": "fanout", "shape": args.shape, "rate": args.rate, "step": result["steps"][0]}
+            summary = {**what, **summarise(raw, args.top)}
             if args.raw:
                 shutil.copyfile(raw, args.raw)
             if args.svg:
@@ -104,7 +117,10 @@ def main() -> int:
             server.stop()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2))
-    print(f"{summary['samples']} samples at {args.rate:.0f} deliveries/s, {args.shape}; step: {summary['step']}")
+    if args.workload == "rest":
+        print(f"{summary['samples']} samples of REST send; run: {summary['run']}")
+    else:
+        print(f"{summary['samples']} samples at {args.rate:.0f} deliveries/s, {args.shape}; step: {summary['step']}")
     for title in ("areas", "own", "inclusive"):
         print(f"\n{title} (% of samples)")
         for name, pct in summary[title]:

@@ -57,18 +57,22 @@ def _send_limit_env(rooms: int, members: int) -> tuple[dict[str, str], list[str]
 # -- 1. REST send -------------------------------------------------------------------------------
 
 
+def rest_job(sizes: Sizes, server: harness.Server) -> dict[str, Any]:
+    return {
+        "kind": "rest",
+        "base_url": server.http_url,
+        "clients": sizes.rest_clients,
+        "users_per_client": sizes.rest_users_per_client,
+        "seconds": sizes.rest_seconds,
+        "prefix": _prefix(),
+    }
+
+
 def rest(sizes: Sizes) -> dict[str, Any]:
     with harness.workdir() as work:
         server = harness.convocore("convocore-rest", work)
         try:
-            job = {
-                "kind": "rest",
-                "base_url": server.http_url,
-                "clients": sizes.rest_clients,
-                "users_per_client": sizes.rest_users_per_client,
-                "seconds": sizes.rest_seconds,
-                "prefix": _prefix(),
-            }
+            job = rest_job(sizes, server)
             result = harness.run_loadgen(job, work, timeout=300)
             server.stop(signal.SIGKILL)  # a crash right after the run: what was acknowledged must be on disk
             result["durable"] = _durable(work / "convocore.db", result.pop("acked_per_conversation"))
