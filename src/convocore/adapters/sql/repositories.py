@@ -81,20 +81,20 @@ class _Saver:
 
     async def __call__(self, execute: Execute, values: Values, seen: "_Seen") -> None:
         params = _changes(values, self._key, seen)
-        if params is None:
-            return  # what this transaction read or wrote of the row is what it would write
-        result = await execute(self._update, params)
-        if result.rowcount == 0:
-            await execute(self._insert, values)
+        if params is not None:  # else what this transaction read or wrote of the row is what it would write
+            result = await execute(self._update, params)
+            if result.rowcount == 0:
+                await execute(self._insert, values)
+        seen[tuple(values[name] for name in self._key)] = values
 
 
 def _changes(values: Values, key: Sequence[str], seen: "_Seen") -> dict[str, Any] | None:
     """An UPDATE's parameters for ``values``: the columns that differ from the row as ``seen``
     last had it (every column but the key for a row it does not have), and the key as ``k_``
-    parameters for the WHERE clause; None when nothing differs. ``seen`` then has ``values``."""
+    parameters for the WHERE clause; None when nothing differs. The caller records ``values``
+    in ``seen`` once they are written."""
     row_key = tuple(values[name] for name in key)
     known = seen.get(row_key)
-    seen[row_key] = values
     if known is None:
         params = {name: value for name, value in values.items() if name not in key}
     else:
@@ -187,7 +187,9 @@ class SqlAlchemySessionRepository:
         self._seen: _Seen = {}
 
     async def add(self, session: AuthSession) -> None:
-        await self._execute(_SESSION_INSERT, session_values(session))
+        values = session_values(session)
+        await self._execute(_SESSION_INSERT, values)
+        self._seen[(session.id,)] = values
 
     async def get(self, session_id: str) -> AuthSession | None:
         return await self._find("id", session_id)
@@ -387,9 +389,11 @@ class SqlAlchemyMessageRepository:
         return message_from_row(row) if row else None
 
     async def save(self, message: Message) -> None:
-        params = _changes(message_values(message), ("conversation_id", "seq"), self._seen)
+        values = message_values(message)
+        params = _changes(values, ("conversation_id", "seq"), self._seen)
         if params is not None:
             await self._execute(_MESSAGE_UPDATE, params)
+        self._seen[(message.conversation_id, message.seq)] = values
 
     async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
         params = {"k_conversation_id": conversation_id, "k_limit": limit, "k_before": before, "k_after": after}
