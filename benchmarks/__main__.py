@@ -73,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} {shape} ran with a default changed: {change}")
     for shape, ratio in run["ceiling_ratio"].items():
         print(f"fan-out {shape} as a share of the bare relay: {ratio if ratio is None else f'{ratio:.0%}'}")
+    for name in ("fanout", "ceiling"):
+        for shape, result in results.get(name, {}).items():
+            first = result["steps"][0] if result["steps"] else None
+            if first is not None and first.get("server_us_per_msg"):
+                print(
+                    f"{name} {shape}: server CPU {first['server_us_per_msg']:,} us per message sent "
+                    f"at the first step ({first['target_deliveries_per_s']:,} deliveries/s)"
+                )
     for shape, added in run["scaleout_added_latency"].items():
         print(f"scale-out {shape}, added by 2 processes + Redis: {added}")
     for t in run["targets"]:

@@ -182,7 +182,11 @@ async def _step(run: FanOut, pids: list[int], rate: float, job: dict[str, Any], 
     server0, machine0, wall0 = procstat.total_cpu_s(pids), procstat.machine_busy_s(), time.perf_counter()
     step = await run.run_step(rate, job["seconds"], job["drain_s"])
     wall = time.perf_counter() - wall0
-    step["server_cpu_pct"] = round(100 * (procstat.total_cpu_s(pids) - server0) / wall)
+    server_s = procstat.total_cpu_s(pids) - server0
+    step["server_cpu_pct"] = round(100 * server_s / wall)
+    # Server CPU per message sent, its deliveries included: unlike the pass/fail of a step, this
+    # shows a change smaller than the ladder's step (compare at one rate, e.g. the first step).
+    step["server_us_per_msg"] = round(1e6 * server_s / step["acked"]) if step["acked"] else None
     step["machine_cpu_pct"] = round(100 * (procstat.machine_busy_s() - machine0) / wall)
     step["passed"] = passed(step)
     steps.append(step)
@@ -206,7 +210,8 @@ def _line(s: dict[str, Any]) -> str:
         f"  step {s['target_deliveries_per_s']:>8}/s: delivered {s['deliveries_per_s']:>9.0f}/s "
         f"p50 {s['p50_ms']:.1f} p99 {s['p99_ms']:.1f} ms lost {s['lost']} dup {s['duplicated']} "
         f"reord {s['reordered']} err {s['errors']} closed {s['closed_sockets']} "
-        f"cpu server {s['server_cpu_pct']}% loadgen {s['loadgen_cpu_pct']}% machine {s['machine_cpu_pct']}% "
+        f"cpu server {s['server_cpu_pct']}% ({s['server_us_per_msg']} us/msg) loadgen {s['loadgen_cpu_pct']}% "
+        f"machine {s['machine_cpu_pct']}% "
         f"{'ok' if s['passed'] else 'FAIL'}"
     )
 

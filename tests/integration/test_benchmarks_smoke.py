@@ -20,6 +20,7 @@ def _fan_out_is_clean(result: dict[str, Any]) -> None:
         assert step["deliveries_per_s"] > 0 and step["p50_ms"] > 0 and step["p99_ms"] > 0, step
         assert (step["lost"], step["duplicated"], step["reordered"]) == (0, 0, 0), step
         assert step["errors"] == {} and step["closed_sockets"] == 0, step
+        assert step["acked"] > 0 and step["server_us_per_msg"] >= 0, step
     # every message sent reached every socket of its room
     assert result["totals"]["delivered"] == sum(s["acked"] for s in result["steps"]) * result["members"], result
 
@@ -56,6 +57,9 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
         assert workloads[name], name
         for shape in workloads[name].values():
             _fan_out_is_clean(shape)
+    for shape in workloads["fanout"].values():  # storing and authorising a message is never free
+        assert all(step["server_us_per_msg"] > 0 for step in shape["steps"]), shape["steps"]
+    assert "server CPU" in run.stdout and "us per message sent at the first step" in run.stdout
     for shape in workloads["scaleout"].values():
         _fan_out_is_clean(shape["one"])
         _fan_out_is_clean(shape["two"])
