@@ -49,54 +49,57 @@ async def run(posts: int, *, inline_checkpoints: bool = False) -> None:
         engine = create_engine(f"sqlite:///{Path(work) / 'postpath.db'}")
         checkpoints = contextlib.nullcontext() if inline_checkpoints else wal_checkpoints(engine)
         try:
-            checkpoints.__enter__()
-            await create_schema(engine)
-            if inline_checkpoints:  # SQLite's default; a pragma of the engine's one, never-recycled connection
-                async with engine.connect() as connection:
-                    await connection.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
-            uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
-            clock, ids, bus = SystemClock(), UuidGenerator(), InProcessBroadcaster()
-            hasher = Argon2PasswordHasher(time_cost=1, memory_cost=1024)
-            register = RegisterUser(uow=uow, hasher=hasher, ids=ids, clock=clock)
-            users = [await register.execute(username=f"user{i}", password="correct horse") for i in range(2 * GROUPS)]
-            start = StartConversation(uow=uow, broadcaster=bus, ids=ids, clock=clock)
-            groups = []
-            for i in range(GROUPS):
-                owner, other = users[2 * i], users[2 * i + 1]
-                detail, _ = await start.execute(user_id=owner.id, kind=Kind.GROUP, members=[other.id], title=f"g{i}")
-                groups.append(detail.conversation.id)
-            post = PostMessage(uow=uow, broadcaster=bus, ids=ids, clock=clock)  # no limiter: storage only
-            pages = ListMessages(uow=uow)
+            with checkpoints:
+                await create_schema(engine)
+                if inline_checkpoints:  # SQLite's default; a pragma of the engine's one, never-recycled connection
+                    async with engine.connect() as connection:
+                        await connection.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
+                uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+                clock, ids, bus = SystemClock(), UuidGenerator(), InProcessBroadcaster()
+                hasher = Argon2PasswordHasher(time_cost=1, memory_cost=1024)
+                register = RegisterUser(uow=uow, hasher=hasher, ids=ids, clock=clock)
+                users = [
+                    await register.execute(username=f"user{i}", password="correct horse") for i in range(2 * GROUPS)
+                ]
+                start = StartConversation(uow=uow, broadcaster=bus, ids=ids, clock=clock)
+                groups = []
+                for i in range(GROUPS):
+                    owner, other = users[2 * i], users[2 * i + 1]
+                    detail, _ = await start.execute(
+                        user_id=owner.id, kind=Kind.GROUP, members=[other.id], title=f"g{i}"
+                    )
+                    groups.append(detail.conversation.id)
+                post = PostMessage(uow=uow, broadcaster=bus, ids=ids, clock=clock)  # no limiter: storage only
+                pages = ListMessages(uow=uow)
 
-            walls: list[float] = []
+                walls: list[float] = []
 
-            async def sender(group: int, count: int) -> None:
-                for j in range(count):
-                    sender_id = users[2 * group + (j & 1)].id
-                    began = time.perf_counter()
-                    await post.execute(user_id=sender_id, conversation_id=groups[group], body="x" * 100)
-                    walls.append(time.perf_counter() - began)
+                async def sender(group: int, count: int) -> None:
+                    for j in range(count):
+                        sender_id = users[2 * group + (j & 1)].id
+                        began = time.perf_counter()
+                        await post.execute(user_id=sender_id, conversation_id=groups[group], body="x" * 100)
+                        walls.append(time.perf_counter() - began)
 
-            for label, concurrent in (("one at a time", 1), (f"{GROUPS} at once", GROUPS)):
-                each = posts // concurrent
+                for label, concurrent in (("one at a time", 1), (f"{GROUPS} at once", GROUPS)):
+                    each = posts // concurrent
+                    started, cpu = time.perf_counter(), _cpu()
+                    await asyncio.gather(*(sender(g, each) for g in range(concurrent)))
+                    wall, used = time.perf_counter() - started, _cpu() - cpu
+                    done = each * concurrent
+                    print(f"post, {label:13s}: {done / wall:7.0f}/s  {used / done * 1e6:6.0f} us CPU each")
+                    if concurrent == 1:
+                        walls.sort()
+                        tail = "  ".join(f"{q} {walls[int(len(walls) * f)] * 1e3:.2f}" for q, f in _TAIL)
+                        slow = sum(w > 0.005 for w in walls)
+                        print(f"  wall per post, ms: {tail}  max {walls[-1] * 1e3:.1f}; over 5 ms: {slow}")
                 started, cpu = time.perf_counter(), _cpu()
-                await asyncio.gather(*(sender(g, each) for g in range(concurrent)))
+                for j in range(1000):
+                    before = None if j & 1 else 20
+                    await pages.execute(user_id=users[0].id, conversation_id=groups[0], before=before, limit=50)
                 wall, used = time.perf_counter() - started, _cpu() - cpu
-                done = each * concurrent
-                print(f"post, {label:13s}: {done / wall:7.0f}/s  {used / done * 1e6:6.0f} us CPU each")
-                if concurrent == 1:
-                    walls.sort()
-                    tail = "  ".join(f"{q} {walls[int(len(walls) * f)] * 1e3:.2f}" for q, f in _TAIL)
-                    slow = sum(w > 0.005 for w in walls)
-                    print(f"  wall per post, ms: {tail}  max {walls[-1] * 1e3:.1f}; over 5 ms: {slow}")
-            started, cpu = time.perf_counter(), _cpu()
-            for j in range(1000):
-                before = None if j & 1 else 20
-                await pages.execute(user_id=users[0].id, conversation_id=groups[0], before=before, limit=50)
-            wall, used = time.perf_counter() - started, _cpu() - cpu
-            print(f"history page of 50:   {1000 / wall:7.0f}/s  {used / 1000 * 1e6:6.0f} us CPU each")
+                print(f"history page of 50:   {1000 / wall:7.0f}/s  {used / 1000 * 1e6:6.0f} us CPU each")
         finally:
-            checkpoints.__exit__(None, None, None)
             await engine.dispose()
 
 
