@@ -5,6 +5,7 @@ against servers it is given and writes its result as JSON.
 """
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvloop
@@ -28,6 +30,23 @@ SETTLE_S = 30.0  # after the last step: how long to wait for late deliveries bef
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def _profiled(job: dict[str, Any]) -> Iterator[None]:
+    """benchmarks.profile: py-spy samples the server for as long as the block runs (its own
+    ``--duration``), then is waited for, or killed if it outlasts the run by a minute."""
+    profiler = subprocess.Popen(job["profile"]) if job.get("profile") else None
+    try:
+        yield
+    finally:
+        if profiler is not None:
+            try:
+                profiler.wait(timeout=60)
+            finally:
+                if profiler.poll() is None:
+                    profiler.kill()
+                    profiler.wait()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -62,19 +81,11 @@ async def rest(job: dict[str, Any]) -> dict[str, Any]:
                     acked[cid] += 1
                 k += 1
 
-    # benchmarks.profile --workload rest: py-spy samples the server while the clients post.
-    profiler = subprocess.Popen(job["profile"]) if job.get("profile") else None  # noqa: ASYNC220 - once, before the run
-    cpu0, t0 = _cpu(), time.perf_counter()
-    stop_at = t0 + job["seconds"]
-    await asyncio.gather(*(client(n) for n in range(clients)))
-    wall = time.perf_counter() - t0
-    if profiler is not None:
-        try:
-            profiler.wait(timeout=60)
-        finally:
-            if profiler.poll() is None:
-                profiler.kill()
-                profiler.wait()
+    with _profiled(job):  # benchmarks.profile --workload rest
+        cpu0, t0 = _cpu(), time.perf_counter()
+        stop_at = t0 + job["seconds"]
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        wall = time.perf_counter() - t0
     return {
         "clients": clients,
         "conversations": len(conversations),
@@ -109,57 +120,49 @@ async def fanout(job: dict[str, Any]) -> dict[str, Any]:
     warmup = await run.run_step(float(job["start_deliveries_per_s"]), min(1.0, job["seconds"]), job["drain_s"])
     steps: list[dict[str, Any]] = []
     reference = None
-    # benchmarks.profile: py-spy samples the server while the steps run.
-    profiler = subprocess.Popen(job["profile"]) if job.get("profile") else None  # noqa: ASYNC220 - once, before any step
-    try:
-        good = bad = None
-        rate = float(job["start_deliveries_per_s"])
-        for _ in range(job["max_steps"]):
-            step = await _step(run, pids, rate, job, steps)
-            for _ in range(RETRIES if job["max_steps"] > 2 else 0):
-                kept_up = step["deliveries_per_s"] >= 0.9 * step["target_deliveries_per_s"]
-                if step["passed"] or not kept_up or step["lost"] or step["closed_sockets"]:
-                    break
-                # The server kept up but p99 did not: try the same rate again before it counts as
-                # too fast, since on a shared machine a stall elsewhere can spoil a step or two.
-                await asyncio.sleep(job["drain_s"])  # let an overloaded server's backlog clear
+    with _profiled(job):  # benchmarks.profile samples the server while the steps run
+        try:
+            good = bad = None
+            rate = float(job["start_deliveries_per_s"])
+            for _ in range(job["max_steps"]):
                 step = await _step(run, pids, rate, job, steps)
-                step["retried"] = True
-            if step["closed_sockets"]:
-                break
-            if step["passed"]:
-                good = rate
-            else:
-                bad = rate
+                for _ in range(RETRIES if job["max_steps"] > 2 else 0):
+                    kept_up = step["deliveries_per_s"] >= 0.9 * step["target_deliveries_per_s"]
+                    if step["passed"] or not kept_up or step["lost"] or step["closed_sockets"]:
+                        break
+                    # The server kept up but p99 did not: try the same rate again before it counts as
+                    # too fast, since on a shared machine a stall elsewhere can spoil a step or two.
+                    await asyncio.sleep(job["drain_s"])  # let an overloaded server's backlog clear
+                    step = await _step(run, pids, rate, job, steps)
+                    step["retried"] = True
+                if step["closed_sockets"]:
+                    break
+                if step["passed"]:
+                    good = rate
+                else:
+                    bad = rate
+                    await asyncio.sleep(job["drain_s"])
+                if bad is None:
+                    rate *= 2
+                elif good is None:
+                    rate /= 2
+                elif bad / good <= 1.3:
+                    break
+                else:
+                    rate = math.sqrt(good * bad)
+            if job.get("reference_rate"):  # scale-out: one and two processes compared at one same rate
                 await asyncio.sleep(job["drain_s"])
-            if bad is None:
-                rate *= 2
-            elif good is None:
-                rate /= 2
-            elif bad / good <= 1.3:
-                break
-            else:
-                rate = math.sqrt(good * bad)
-        if job.get("reference_rate"):  # scale-out: one and two processes compared at one same rate
-            await asyncio.sleep(job["drain_s"])
-            reference = []
-            for _ in range(job.get("reference_repeats", 3)):  # the median of three, against stalls
-                reference.append(await _step(run, pids, float(job["reference_rate"]), job, []))
-        # A step that overloads the server ends with messages still on their way, counted as
-        # lost in that step. Whether any is lost for good is known only once they stop coming.
-        settle_started = time.perf_counter()
-        while run.lost() and time.perf_counter() - settle_started < SETTLE_S:  # noqa: ASYNC110 - counters
-            await asyncio.sleep(0.05)
-        settled = {"missing": run.lost(), "waited_s": round(time.perf_counter() - settle_started, 2)}
-    finally:
-        await run.close()
-        if profiler is not None:
-            try:
-                profiler.wait(timeout=60)
-            finally:
-                if profiler.poll() is None:
-                    profiler.kill()
-                    profiler.wait()
+                reference = []
+                for _ in range(job.get("reference_repeats", 3)):  # the median of three, against stalls
+                    reference.append(await _step(run, pids, float(job["reference_rate"]), job, []))
+            # A step that overloads the server ends with messages still on their way, counted as
+            # lost in that step. Whether any is lost for good is known only once they stop coming.
+            settle_started = time.perf_counter()
+            while run.lost() and time.perf_counter() - settle_started < SETTLE_S:  # noqa: ASYNC110 - counters
+                await asyncio.sleep(0.05)
+            settled = {"missing": run.lost(), "waited_s": round(time.perf_counter() - settle_started, 2)}
+        finally:
+            await run.close()
     best = max((s for s in steps if s["passed"]), key=lambda s: s["deliveries_per_s"], default=None)
     return {
         "rooms": rooms_n,
