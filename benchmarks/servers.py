@@ -24,14 +24,12 @@ from benchmarks import harness, workloads
 
 def granian_app() -> Litestar:
     """The app as ``convocore serve`` builds it, for ``granian --factory``."""
-    from convocore.entrypoints.app import create_app
-    from convocore.entrypoints.cli import tune_garbage_collection
+    from convocore.entrypoints.cli import served_app
     from convocore.entrypoints.logs import configure_logging
+    from convocore.entrypoints.settings import Settings
 
     configure_logging(level="warning", log_format="text")
-    app = create_app()
-    app.on_startup.append(tune_garbage_collection)
-    return app
+    return served_app(Settings.from_env())
 
 
 def _granian(work: Path) -> harness.Server:

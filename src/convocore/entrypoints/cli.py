@@ -5,10 +5,14 @@ import argparse
 import gc
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from convocore import __version__
 from convocore.entrypoints.logs import configure_logging
 from convocore.entrypoints.settings import Settings
+
+if TYPE_CHECKING:  # the CLI imports the app (and Litestar) only for the command that runs it
+    from litestar import Litestar
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from convocore.entrypoints.app import create_app
     from convocore.entrypoints.wsserver import WebSocketProtocol
 
     settings = Settings.from_env(
@@ -77,10 +80,8 @@ def serve(args: argparse.Namespace) -> int:
     where = "memory (nothing persisted)" if settings.memory else _shown(settings.database_url)
     live = f"Redis at {settings.redis_url}" if settings.redis_url else "this process only"
     logging.getLogger("convocore").info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
-    app = create_app(settings)
-    app.on_startup.append(tune_garbage_collection)  # after the lifespan's storage and realtime parts
     uvicorn.run(
-        app,
+        served_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
@@ -97,6 +98,16 @@ def serve(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False,
     )
     return 0
+
+
+def served_app(settings: Settings) -> "Litestar":
+    """The app as ``serve`` runs it: ``create_app``, then the collector tuned once it has started.
+    (``benchmarks.servers`` runs the same under another ASGI server.)"""
+    from convocore.entrypoints.app import create_app
+
+    app = create_app(settings)
+    app.on_startup.append(tune_garbage_collection)  # after the lifespan's storage and realtime parts
+    return app
 
 
 def tune_garbage_collection() -> None:
