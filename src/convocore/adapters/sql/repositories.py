@@ -62,7 +62,8 @@ def _by(table: Table, *columns: str) -> ColumnElement[bool]:
 
 
 class _Saver:
-    """Update the row, or insert it when missing: ``save`` stores whatever it is given.
+    """Update the row, or insert it when missing (``insert_missing``): ``save`` stores whatever
+    it is given.
 
     Only the columns that differ from what this unit of work last read or wrote of the row go
     into the UPDATE (all of them for a row it has not seen), and the key never does. A post
@@ -74,35 +75,24 @@ class _Saver:
     at 0 messages, 5 ms at 100,000; docs/performance.md, lever 15).
     """
 
-    def __init__(self, table: Table, *key: str) -> None:
+    def __init__(self, table: Table, *key: str, insert_missing: bool = True) -> None:
         self._update: Update = _built(update(table).where(_by(table, *key)))
-        self._insert: Insert = _built(insert(table))
+        self._insert: Insert | None = _built(insert(table)) if insert_missing else None
         self._key = key
 
     async def __call__(self, execute: Execute, values: Values, seen: "_Seen") -> None:
-        params = _changes(values, self._key, seen)
-        if params is not None:  # else what this transaction read or wrote of the row is what it would write
+        row_key = tuple(values[name] for name in self._key)
+        known = seen.get(row_key)
+        if known is None:
+            params = {name: value for name, value in values.items() if name not in self._key}
+        else:
+            params = {name: value for name, value in values.items() if known.get(name, _MISSING) != value}
+        if params:  # else what this transaction read or wrote of the row is what it would write
+            params.update((f"k_{name}", value) for name, value in zip(self._key, row_key, strict=True))
             result = await execute(self._update, params)
-            if result.rowcount == 0:
+            if result.rowcount == 0 and self._insert is not None:
                 await execute(self._insert, values)
-        seen[tuple(values[name] for name in self._key)] = values
-
-
-def _changes(values: Values, key: Sequence[str], seen: "_Seen") -> dict[str, Any] | None:
-    """An UPDATE's parameters for ``values``: the columns that differ from the row as ``seen``
-    last had it (every column but the key for a row it does not have), and the key as ``k_``
-    parameters for the WHERE clause; None when nothing differs. The caller records ``values``
-    in ``seen`` once they are written."""
-    row_key = tuple(values[name] for name in key)
-    known = seen.get(row_key)
-    if known is None:
-        params = {name: value for name, value in values.items() if name not in key}
-    else:
-        params = {name: value for name, value in values.items() if known.get(name, _MISSING) != value}
-        if not params:
-            return None
-    params.update((f"k_{name}", value) for name, value in zip(key, row_key, strict=True))
-    return params
+        seen[row_key] = values  # once written
 
 
 _MISSING = object()
@@ -342,7 +332,7 @@ class SqlAlchemyMemberRepository:
 _MESSAGE_INSERT = _built(insert(_messages))
 _MESSAGE_BY_KEY = _built(_messages.select().where(_by(_messages, "conversation_id", "seq")))
 _MESSAGE_BY_CLIENT_ID = _built(_messages.select().where(_by(_messages, "conversation_id", "sender_id", "client_id")))
-_MESSAGE_UPDATE = _built(update(_messages).where(_by(_messages, "conversation_id", "seq")))
+_save_message = _Saver(_messages, "conversation_id", "seq", insert_missing=False)
 
 
 def _page_statement(*, before: bool, after: bool) -> Select[Any]:
@@ -389,11 +379,7 @@ class SqlAlchemyMessageRepository:
         return message_from_row(row) if row else None
 
     async def save(self, message: Message) -> None:
-        values = message_values(message)
-        params = _changes(values, ("conversation_id", "seq"), self._seen)
-        if params is not None:
-            await self._execute(_MESSAGE_UPDATE, params)
-        self._seen[(message.conversation_id, message.seq)] = values
+        await _save_message(self._execute, message_values(message), self._seen)
 
     async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
         params = {"k_conversation_id": conversation_id, "k_limit": limit, "k_before": before, "k_after": after}
