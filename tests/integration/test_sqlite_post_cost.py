@@ -40,9 +40,9 @@ class Chat:
 @pytest.fixture
 async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
     engine = create_engine(f"sqlite:///{tmp_path / 'cost.db'}")
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
     try:
         await create_schema(engine)
-        uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
         clock, ids = SystemClock(), UuidGenerator()
         register = RegisterUser(
             uow=uow, hasher=Argon2PasswordHasher(time_cost=1, memory_cost=1024), ids=ids, clock=clock
@@ -51,10 +51,11 @@ async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
         other = await register.execute(username="other", password="correct horse")
         start = StartConversation(uow=uow, broadcaster=InProcessBroadcaster(), ids=ids, clock=clock)
         detail, _ = await start.execute(user_id=owner.id, kind=Kind.GROUP, members=[other.id], title="cost")
-        async with engine.connect() as connection:  # the engine's one connection, never recycled
-            raw = (await connection.get_raw_connection()).driver_connection._connection
+        raw = uow.sqlite_connection()  # the one the units of work run on
+        assert raw is not None
         yield Chat(raw=raw, uow=uow, owner=owner.id, other=other.id, conversation=detail.conversation.id)
     finally:
+        uow.close()
         await engine.dispose()
 
 

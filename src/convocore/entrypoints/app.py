@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             with wal_checkpoints(engine):  # a SQLite file's checkpoints, off the event loop
                 yield
         finally:
+            container.uow().close()  # a SQLite file's own connection (SqliteUnitOfWork)
             await engine.dispose()
 
     state: dict[str, Any] = {"container": container, "hub": hub, "settings": settings}

@@ -34,12 +34,24 @@ def translate_errors(*, connecting: bool = False) -> Iterator[None]:
     serve us now (refusing connections, starting up, out of slots), whatever its SQLSTATE."""
     try:
         yield
-    except exc.IntegrityError as error:
-        raise _conflict(error) from error
     except Exception as error:
-        if _transient(error) or (connecting and isinstance(error, exc.DBAPIError)):
-            raise Unavailable("the database is busy or unreachable; try again", retry_after=1) from error
-        raise
+        domain = translated(error, connecting=connecting)
+        if domain is error:
+            raise
+        raise domain from error
+
+
+def translated(error: Exception, *, connecting: bool = False) -> Exception:
+    """The domain error ``error`` stands for, or ``error`` itself (a bug: let it propagate).
+
+    For code that cannot afford a ``with translate_errors()`` block per statement (the SQLite
+    unit of work runs several per message): ``except Exception as e: raise translated(e)``.
+    """
+    if isinstance(error, exc.IntegrityError):
+        return _conflict(error)
+    if _transient(error) or (connecting and isinstance(error, exc.DBAPIError)):
+        return Unavailable("the database is busy or unreachable; try again", retry_after=1)
+    return error
 
 
 def _conflict(error: exc.IntegrityError) -> Conflict:

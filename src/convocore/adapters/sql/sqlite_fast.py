@@ -1,4 +1,4 @@
-"""SQLite's hot statements run on ``sqlite3`` directly, compiled by SQLAlchemy once.
+"""SQLite's statements run on ``sqlite3`` directly, compiled by SQLAlchemy once.
 
 The repositories build their frequent statements once (``repositories.py``) and SQLite runs each
 in microseconds; what a statement cost was SQLAlchemy's execution path around it (an execution
@@ -6,12 +6,12 @@ context, parameter processing, a cursor result): about 40 us per statement, six 
 posted message. Here a statement is compiled once per set of parameter names, with SQLAlchemy's
 own SQLite dialect, and what the compiled form says (the SQL, the order of the parameters, each
 column type's bind and result processing) is replayed on the raw ``sqlite3`` cursor, inside the
-transaction the SQLAlchemy connection began. Types, SQL and constraint errors are SQLAlchemy's,
-so both paths store and read the same bytes and fail the same way.
+transaction the unit of work began. Types, SQL and constraint errors are SQLAlchemy's, so both
+paths store and read the same bytes and fail the same way.
 
-Used only for statements marked ``prebuilt`` (the repositories' module-level ones) and
-only on the SQLite engine whose statements run inline (``unit_of_work._InlineSqliteConnection``);
-anything else, and any statement with expanding parameters, goes through SQLAlchemy.
+Used for statements marked ``prebuilt`` (the repositories' module-level ones) by the SQLite
+unit of work (``unit_of_work.SqliteUnitOfWork``); any other statement, and any with expanding
+parameters, goes through SQLAlchemy.
 """
 
 import sqlite3
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Executable, exc
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, Update
 
@@ -123,14 +123,16 @@ class FastSqlite:
             return None  # expanding IN lists and the like: SQLAlchemy's path handles them
         return _Plan(compiled, self._dialect)
 
-    def run(self, connection: Connection, raw: sqlite3.Connection, plan: _Plan, params: Mapping[str, Any]) -> Result:
+    def run(self, engine: Engine, raw: sqlite3.Connection, plan: _Plan, params: Mapping[str, Any]) -> Result:
+        """Run ``plan`` on ``raw``, telling ``engine``'s cursor listeners (the statement-time
+        metric) as SQLAlchemy would, with the engine standing in for the connection."""
         values = []
         for name, fixed, process in plan.binds:
             value = params.get(name, fixed)
             values.append(process(value) if process is not None else value)
-        dispatch = connection.dispatch
-        if dispatch.before_cursor_execute:  # the statement-time metric listens here
-            dispatch.before_cursor_execute(connection, None, plan.sql, values, None, False)
+        dispatch = engine.dispatch
+        if dispatch.before_cursor_execute:
+            dispatch.before_cursor_execute(engine, None, plan.sql, values, None, False)
         try:
             cursor = execute(raw, plan.sql, values)
             rows: list[Row] = []
@@ -142,4 +144,4 @@ class FastSqlite:
             return Result(rows, cursor.rowcount)
         finally:
             if dispatch.after_cursor_execute:
-                dispatch.after_cursor_execute(connection, None, plan.sql, values, None, False)
+                dispatch.after_cursor_execute(engine, None, plan.sql, values, None, False)

@@ -1,21 +1,25 @@
 """Engines, schema, and the SQL unit of work: one transaction on one Core connection."""
 
+import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
-from sqlalchemy import Connection, Executable, event, exc, make_url, select
+from sqlalchemy import Connection, Engine, Executable, event, exc, make_url, select
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from convocore.adapters.sql import sqlite_fast
-from convocore.adapters.sql.errors import translate_errors
+from convocore.adapters.sql.errors import translate_errors, translated
 from convocore.adapters.sql.repositories import (
     Params,
     SqlAlchemyConversationRepository,
@@ -41,9 +45,11 @@ _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncp
 # thread. Without that thread (a one-off command, a test), it is SQLite's own rule with a larger N.
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=4000")
 log = logging.getLogger(__name__)
+_DEFAULT_BUSY_TIMEOUT_MS = 5000
+_SQLITE_BUSY_TIMEOUT_MS: "weakref.WeakKeyDictionary[Engine, int]" = weakref.WeakKeyDictionary()
 
 
-def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_busy_timeout_ms: int = _DEFAULT_BUSY_TIMEOUT_MS) -> AsyncEngine:
     """An engine for ``url``; plain ``sqlite:`` and ``postgresql:`` URLs get the async drivers."""
     parsed = make_url(url)
     parsed = parsed.set(drivername=_ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
@@ -69,6 +75,7 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> AsyncEngine:
         url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=30, async_creator=connect
     )
     event.listen(engine.sync_engine, "connect", lambda conn, _: _configure_sqlite(conn, busy_timeout_ms))
+    _SQLITE_BUSY_TIMEOUT_MS[engine.sync_engine] = busy_timeout_ms  # for SqliteUnitOfWork's own connection
     event.listen(engine.sync_engine, "begin", _begin_immediate)
     return engine
 
@@ -102,6 +109,10 @@ def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor.close()
 
 
+def _in_memory(database: str) -> bool:
+    return database == ":memory:" or "mode=memory" in database or database == ""
+
+
 def _sqlite_target(url: URL) -> tuple[str, bool]:
     """What ``sqlite3.connect`` takes for a SQLite URL: the database, and whether it is a URI."""
     return url.database or ":memory:", str(url.query.get("uri", "")).lower() in ("true", "1")
@@ -127,7 +138,7 @@ def wal_checkpoints(engine: AsyncEngine, *, interval_s: float = 0.25) -> Iterato
     """Checkpoint a SQLite file's WAL from a thread for as long as the block runs (nothing to do
     for another database or an in-memory one)."""
     database, uri = _sqlite_target(engine.url)
-    if engine.dialect.name != "sqlite" or database == ":memory:" or "mode=memory" in database:
+    if engine.dialect.name != "sqlite" or _in_memory(database):
         yield None
         return
     checkpointer = WalCheckpointer(database, uri=uri, interval_s=interval_s)
@@ -198,10 +209,9 @@ async def drop_schema(engine: AsyncEngine) -> None:
 class SqlAlchemyUnitOfWork:
     """Holds one pooled connection for the whole block; leaving it rolls back what was not committed."""
 
-    def __init__(self, *, engine: AsyncEngine, fast: FastSqlite | None = None) -> None:
-        self._engine, self._fast = engine, fast
+    def __init__(self, *, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._connection: AsyncConnection | None = None
-        self._raw: sqlite3.Connection | bool | None = None
         # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
         self.users: UserRepository = SqlAlchemyUserRepository(self._execute)
         self.sessions: SessionRepository = SqlAlchemySessionRepository(self._execute)
@@ -218,7 +228,6 @@ class SqlAlchemyUnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         connection, self._connection = self._connection, None
-        self._raw = None
         if connection is None:
             return
         try:
@@ -236,22 +245,7 @@ class SqlAlchemyUnitOfWork:
 
     async def _execute(self, statement: Executable, params: Params | None = None) -> Any:
         with translate_errors():
-            connection = self._live()
-            if self._fast is not None and params is not None and sqlite_fast.is_prebuilt(statement):
-                plan = self._fast.plan(statement, params)
-                raw = await self._raw_sqlite(connection) if plan is not None else None
-                if plan is not None and raw is not None:
-                    if not connection.in_transaction():
-                        await connection.begin()  # BEGIN IMMEDIATE, as for any statement
-                    return self._fast.run(connection.sync_connection, raw, plan, params)  # type: ignore[arg-type]
-            return await connection.execute(statement, params)
-
-    async def _raw_sqlite(self, connection: AsyncConnection) -> sqlite3.Connection | None:
-        """The sqlite3 connection underneath, when its statements run on this thread."""
-        if self._raw is None:
-            raw = _inline_sqlite((await connection.get_raw_connection()).driver_connection)
-            self._raw = raw if raw is not None else False
-        return self._raw if isinstance(self._raw, sqlite3.Connection) else None
+            return await self._live().execute(statement, params)
 
     def _live(self) -> AsyncConnection:
         if self._connection is None:
@@ -259,16 +253,224 @@ class SqlAlchemyUnitOfWork:
         return self._connection
 
 
+class _SqliteLink:
+    """The one ``sqlite3`` connection a SQLite file's units of work share, and their turn at it.
+
+    A unit of work on SQLAlchemy's async connection paid, on top of its statements, for a pool
+    checkout and return (with a reset), a greenlet hop for BEGIN, COMMIT and close, and the
+    async wrappers' bookkeeping: more than half of a post's CPU (docs/performance.md, lever 18).
+    Here a unit of work waits for its turn (an ``asyncio.Lock``: one at a time, as the engine's
+    one-connection pool made them), and BEGIN IMMEDIATE, the statements, COMMIT and ROLLBACK
+    run on the connection inline, on the event loop's thread, as they did before through
+    ``_InlineSqliteConnection``. The prebuilt statements run as ``sqlite_fast`` plans; any other
+    (the inbox, searches, expanding IN lists) through a SQLAlchemy ``Connection`` of a private
+    engine wrapped around the same ``sqlite3`` connection, whose cursor events are passed on to
+    the app's engine, so its listeners (the statement-time metric) see every statement.
+
+    The connection is the process's own, beside the engine's pool (which still serves the
+    schema and migrations at startup): two connections to one file in WAL mode, as any two
+    processes would be; SQLite's write lock keeps their writes apart. Only for a database in a
+    file: an in-memory one exists per connection, so it keeps SQLAlchemy's path.
+    """
+
+    def __init__(self, engine: AsyncEngine, database: str, *, uri: bool, busy_timeout_ms: int) -> None:
+        self._engine = engine.sync_engine
+        self._database, self._uri, self._busy_timeout_ms = database, uri, busy_timeout_ms
+        self._fast = FastSqlite(engine.dialect)
+        self._turn = asyncio.Lock()
+        self._raw: sqlite3.Connection | None = None
+        self._other: Connection | None = None  # for statements that are not prebuilt
+
+    @property
+    def raw(self) -> sqlite3.Connection:
+        """The connection, opened on first use (as the pool opened its own)."""
+        if self._raw is None:
+            try:
+                raw = sqlite3.connect(self._database, uri=self._uri, isolation_level=None, check_same_thread=False)
+                _configure_sqlite(raw, self._busy_timeout_ms)
+            except sqlite3.Error as error:
+                raise Unavailable("the database is busy or unreachable; try again", retry_after=1) from error
+            # Now, outside any transaction: SQLAlchemy's first connect ends with a ROLLBACK.
+            self._other = self._private_connection(raw)
+            self._raw = raw
+        return self._raw
+
+    async def take_turn(self) -> sqlite3.Connection:
+        if self._turn.locked():  # else acquiring returns at once
+            try:
+                async with asyncio.timeout(_TURN_TIMEOUT_S):
+                    await self._turn.acquire()
+            except TimeoutError:
+                raise Unavailable("the database is busy; try again", retry_after=1) from None
+        else:
+            await self._turn.acquire()
+        try:
+            return self.raw
+        except BaseException:
+            self._turn.release()
+            raise
+
+    def end_turn(self) -> None:
+        """Roll back what was not committed, and let the next unit of work in."""
+        try:
+            raw = self._raw
+            if raw is not None and raw.in_transaction:
+                try:
+                    raw.rollback()
+                except sqlite3.Error as error:
+                    raise translated(exc.DBAPIError.instance("ROLLBACK", (), error, sqlite3.Error)) from error
+        finally:
+            self._turn.release()
+
+    def execute(self, raw: sqlite3.Connection, statement: Executable, params: Params | None) -> Any:
+        try:
+            if not raw.in_transaction:
+                # The write lock up front, as _begin_immediate takes it on the engine's connections.
+                sqlite_fast.execute(raw, "BEGIN IMMEDIATE")
+            if params is not None and sqlite_fast.is_prebuilt(statement):
+                plan = self._fast.plan(statement, params)
+                if plan is not None:
+                    return self._fast.run(self._engine, raw, plan, params)
+            return self._sqlalchemy().execute(statement, params)
+        except Exception as error:
+            domain = translated(error)
+            if domain is error:
+                raise
+            raise domain from error
+
+    def commit(self, raw: sqlite3.Connection) -> None:
+        try:
+            raw.commit()
+        except sqlite3.Error as error:
+            dbapi = exc.DBAPIError.instance("COMMIT", (), error, sqlite3.Error)
+            raise translated(dbapi) from error
+
+    def ping(self) -> None:
+        """``SELECT 1`` on the connection; inside another unit of work's transaction it reads nothing of it."""
+        try:
+            self.raw.execute("SELECT 1").fetchall()
+        except sqlite3.Error as error:
+            raise Unavailable(f"the database does not answer ({type(error).__name__})") from error
+
+    def close(self) -> None:
+        other, raw, self._other, self._raw = self._other, self._raw, None, None
+        if other is not None:
+            other.close()
+            other.engine.dispose()
+        if raw is not None:
+            raw.close()
+
+    def _sqlalchemy(self) -> Connection:
+        if self._other is None:
+            raise RuntimeError("the SQLite link is closed")
+        return self._other
+
+    def _private_connection(self, raw: sqlite3.Connection) -> Connection:
+        # No reset on return and a no-op BEGIN (pysqlite leaves transactions to us): the private
+        # engine runs statements inside the transaction this link began, and never ends it.
+        private = sa_create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool, pool_reset_on_return=None)
+        app = self._engine
+        for name in ("before_cursor_execute", "after_cursor_execute"):
+            event.listen(private, name, functools.partial(_pass_on, app, name))
+        event.listen(private, "handle_error", lambda context: app.dispatch.handle_error(context))
+        return private.connect()
+
+
+def _pass_on(engine: Engine, name: str, *args: Any) -> None:
+    getattr(engine.dispatch, name)(*args)
+
+
+_TURN_TIMEOUT_S = 30  # as the pool's checkout timeout was
+
+
+class SqliteUnitOfWork:
+    """A unit of work on a SQLite file's shared connection (``_SqliteLink``): the same
+    repositories and statements as ``SqlAlchemyUnitOfWork``, run straight on ``sqlite3``."""
+
+    def __init__(self, link: _SqliteLink) -> None:
+        self._link = link
+        self._raw: sqlite3.Connection | None = None
+        self.users: UserRepository = SqlAlchemyUserRepository(self._execute)
+        self.sessions: SessionRepository = SqlAlchemySessionRepository(self._execute)
+        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(self._execute)
+        self.members: MemberRepository = SqlAlchemyMemberRepository(self._execute)
+        self.messages: MessageRepository = SqlAlchemyMessageRepository(self._execute)
+
+    async def __aenter__(self) -> Self:
+        self._raw = await self._link.take_turn()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._raw is None:
+            return
+        self._raw = None
+        try:
+            self._link.end_turn()
+        except Unavailable:
+            if exc is None:  # as SqlAlchemyUnitOfWork: the first cause is the one to report
+                raise
+
+    async def commit(self) -> None:
+        self._link.commit(self._live())
+
+    async def _execute(self, statement: Executable, params: Params | None = None) -> Any:
+        return self._link.execute(self._live(), statement, params)
+
+    def _live(self) -> sqlite3.Connection:
+        if self._raw is None:
+            raise RuntimeError("use the unit of work inside 'async with'")
+        return self._raw
+
+
+def _sqlite_link(engine: AsyncEngine) -> _SqliteLink | None:
+    """A SQLite file's link, one per engine: every factory on the engine takes turns at it, as
+    they all queued for the engine's one pooled connection (two connections writing from one
+    event loop would wait on each other's lock with the loop stopped)."""
+    database, uri = _sqlite_target(engine.url)
+    if engine.dialect.name != "sqlite" or _in_memory(database):
+        return None
+    link = _SQLITE_LINKS.get(engine)
+    if link is None:
+        busy = _SQLITE_BUSY_TIMEOUT_MS.get(engine.sync_engine, _DEFAULT_BUSY_TIMEOUT_MS)
+        link = _SQLITE_LINKS[engine] = _SqliteLink(engine, database, uri=uri, busy_timeout_ms=busy)
+    return link
+
+
+# By the async engine, which the link does not refer to (it keeps the sync one), so an engine
+# dropped takes its link, and the link's connection, with it.
+_SQLITE_LINKS: "weakref.WeakKeyDictionary[AsyncEngine, _SqliteLink]" = weakref.WeakKeyDictionary()
+
+
 class SqlAlchemyUnitOfWorkFactory:
+    """Units of work on ``engine``: for a SQLite file, ``SqliteUnitOfWork`` on one shared
+    ``sqlite3`` connection; for anything else (PostgreSQL, in-memory SQLite), ``SqlAlchemyUnitOfWork``."""
+
     def __init__(self, *, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._fast = FastSqlite(engine.dialect) if engine.dialect.name == "sqlite" else None
+        self._link = _sqlite_link(engine)
 
-    def __call__(self) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(engine=self.engine, fast=self._fast)
+    def __call__(self) -> SqlAlchemyUnitOfWork | SqliteUnitOfWork:
+        if self._link is not None:
+            return SqliteUnitOfWork(self._link)
+        return SqlAlchemyUnitOfWork(engine=self.engine)
+
+    def sqlite_connection(self) -> sqlite3.Connection | None:
+        """The ``sqlite3`` connection this factory's units of work run on (a SQLite file's)."""
+        return self._link.raw if self._link is not None else None
+
+    def close(self) -> None:
+        """Close a SQLite file's connection (reopened if a unit of work is asked for again);
+        the engine is its owner's to dispose of."""
+        if self._link is not None:
+            self._link.close()
 
     async def ping(self) -> None:
         """One trivial query on a pooled connection (a fresh one when the pooled one is dead)."""
+        if self._link is not None:
+            self._link.ping()
+            return
         try:
             async with self.engine.connect() as connection:
                 await connection.execute(select(1))
