@@ -87,7 +87,7 @@ class Result:
 
 
 class _Plan:
-    __slots__ = ("binds", "columns", "sql")
+    __slots__ = ("binds", "names", "processed", "sql")
 
     def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
         self.sql: str = compiled.string
@@ -97,9 +97,13 @@ class _Plan:
         self.binds: list[tuple[str, Any, Processor]] = [
             (name, compiled.binds[name].value, cast(Processor, processors.get(name))) for name in names
         ]
-        self.columns: list[tuple[str, Processor]] = [
-            (entry[0], entry[3]._cached_result_processor(dialect, None)) for entry in compiled._result_columns
-        ]
+        # A row is built from the columns' names and the record in one step, then the columns
+        # whose type processes what SQLite returns (datetimes, booleans) are replaced.
+        columns = [(entry[0], entry[3]._cached_result_processor(dialect, None)) for entry in compiled._result_columns]
+        self.names: tuple[str, ...] = tuple(name for name, _ in columns)
+        self.processed: tuple[tuple[int, str, Callable[[Any], Any]], ...] = tuple(
+            (index, name, process) for index, (name, process) in enumerate(columns) if process is not None
+        )
 
 
 class FastSqlite:
@@ -136,11 +140,13 @@ class FastSqlite:
         try:
             cursor = execute(raw, plan.sql, values)
             rows: list[Row] = []
-            for record in cursor.fetchall() if plan.columns else ():
-                row = Row()
-                for (name, process), value in zip(plan.columns, record, strict=True):
-                    row[name] = process(value) if process is not None else value
-                rows.append(row)
+            if plan.names:
+                names, processed = plan.names, plan.processed
+                for record in cursor.fetchall():
+                    row = Row(zip(names, record, strict=True))
+                    for index, name, process in processed:
+                        row[name] = process(record[index])
+                    rows.append(row)
             return Result(rows, cursor.rowcount)
         finally:
             if dispatch.after_cursor_execute:
