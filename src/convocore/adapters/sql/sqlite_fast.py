@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Executable, exc
+from sqlalchemy import ColumnElement, Executable, exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, Update
@@ -49,13 +49,20 @@ def execute(raw: sqlite3.Connection, sql: str, values: Sequence[Any] = ()) -> sq
         raise exc.DBAPIError.instance(sql, values, error, sqlite3.Error) from error
 
 
-class Row(dict[str, Any]):
-    """A result row read by column name, by ``Column`` (as ``rows.py`` reads) or as attributes."""
+class Row(dict[Any, Any]):
+    """A result row read by column name, by ``Column`` (as ``rows.py`` reads) or as attributes.
+
+    Each value is held under both its name and its ``Column``, so either read is a plain dict
+    lookup (a Python ``__getitem__`` mapping one to the other was an eighth of a history page's
+    CPU); a ``Column`` the statement did not name as such is found by its key."""
 
     __slots__ = ()
 
-    def __getitem__(self, key: Any) -> Any:
-        return dict.__getitem__(self, key if key.__class__ is str else key.key)
+    def __missing__(self, key: Any) -> Any:
+        name = getattr(key, "key", None)
+        if name is None or name.__class__ is not str or not dict.__contains__(self, name):
+            raise KeyError(key)
+        return dict.__getitem__(self, name)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -87,7 +94,7 @@ class Result:
 
 
 class _Plan:
-    __slots__ = ("binds", "names", "processed", "sql")
+    __slots__ = ("binds", "columns", "names", "processed", "sql")
 
     def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
         self.sql: str = compiled.string
@@ -97,13 +104,25 @@ class _Plan:
         self.binds: list[tuple[str, Any, Processor]] = [
             (name, compiled.binds[name].value, cast(Processor, processors.get(name))) for name in names
         ]
-        # A row is built from the columns' names and the record in one step, then the columns
-        # whose type processes what SQLite returns (datetimes, booleans) are replaced.
-        columns = [(entry[0], entry[3]._cached_result_processor(dialect, None)) for entry in compiled._result_columns]
-        self.names: tuple[str, ...] = tuple(name for name, _ in columns)
-        self.processed: tuple[tuple[int, str, Callable[[Any], Any]], ...] = tuple(
-            (index, name, process) for index, (name, process) in enumerate(columns) if process is not None
+        # A row is built from the columns' names and the record, and from their Columns and the
+        # record, in two C-level steps; then the columns whose type processes what SQLite
+        # returns (datetimes, booleans) are replaced under both keys.
+        columns = [
+            (entry[0], _column_of(entry[2]), entry[3]._cached_result_processor(dialect, None))
+            for entry in compiled._result_columns
+        ]
+        self.names: tuple[str, ...] = tuple(name for name, _, _ in columns)
+        self.columns: tuple[Any, ...] = tuple(column for _, column, _ in columns)
+        self.processed: tuple[tuple[int, str, Any, Callable[[Any], Any]], ...] = tuple(
+            (index, name, column, process)
+            for index, (name, column, process) in enumerate(columns)
+            if process is not None
         )
+
+
+def _column_of(objects: Sequence[Any]) -> Any:
+    """The ``Column`` a result column stands for, or a key no reader uses."""
+    return next((found for found in objects if isinstance(found, ColumnElement)), object())
 
 
 class FastSqlite:
@@ -141,11 +160,12 @@ class FastSqlite:
             cursor = execute(raw, plan.sql, values)
             rows: list[Row] = []
             if plan.names:
-                names, processed = plan.names, plan.processed
+                names, columns, processed = plan.names, plan.columns, plan.processed
                 for record in cursor.fetchall():
                     row = Row(zip(names, record, strict=True))
-                    for index, name, process in processed:
-                        row[name] = process(record[index])
+                    row.update(zip(columns, record, strict=True))
+                    for index, name, column, process in processed:
+                        row[name] = row[column] = process(record[index])
                     rows.append(row)
             return Result(rows, cursor.rowcount)
         finally:
