@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
 from convocore.entrypoints.app import create_app
-from convocore.entrypoints.metrics import _Timings
+from convocore.entrypoints.metrics import _RequestCounts, _Timings
 from convocore.entrypoints.settings import Settings
 from tests.integration.remote import Remote, assert_closed_with, next_frame
 from tests.integration.scrape import metric, metric_names
@@ -280,3 +280,60 @@ def test_statement_timings_are_exposed_as_a_cumulative_prometheus_histogram() ->
     assert samples['t_seconds_bucket{le="+Inf"}'] == "5.0"
     assert samples["t_seconds_count"] == "5.0"
     assert float(samples["t_seconds_sum"]) == pytest.approx(0.5135)
+
+
+def test_request_counts_are_exposed_as_litestars_middleware_exposed_them() -> None:
+    counts = _RequestCounts(prefix="r", app_name="app", buckets=(0.01, 0.1))
+    registry = CollectorRegistry()
+    registry.register(counts)
+    counts.started("POST", "/api/messages")
+    counts.started("POST", "/api/messages")
+    counts.finished("POST", "/api/messages", 201, 0.005)
+    counts.finished("POST", "/api/messages", 201, 0.05)
+    counts.started("GET", "/api/users/me")  # still in flight when scraped
+    text = generate_latest(registry).decode()
+    assert "r_requests_error" not in text  # no server error yet: no family, as with Litestar's
+    samples = dict(re.findall(r"^(r_\w+(?:\{[^}]*\})?) (\S+)$", text, re.MULTILINE))
+    post = 'app_name="app",method="POST",path="/api/messages",status_code="201"'
+    assert samples[f"r_requests_total{{{post}}}"] == "2.0"
+    assert f"r_requests_created{{{post}}}" in samples
+    bucket = 'r_request_duration_seconds_bucket{{app_name="app",le="{}",method="POST",path="/api/messages",status_code="201"}}'
+    assert samples[bucket.format("0.01")] == "1.0"  # labels in name order, as prometheus_client writes them
+    assert samples[bucket.format("0.1")] == "2.0"
+    assert samples[bucket.format("+Inf")] == "2.0"
+    assert float(samples[f"r_request_duration_seconds_sum{{{post}}}"]) == pytest.approx(0.055)
+    assert f"r_request_duration_seconds_created{{{post}}}" in samples
+    in_flight = 'app_name="app",method="GET",path="/api/users/me",status_code="200"'
+    assert samples[f"r_requests_in_progress{{{in_flight}}}"] == "1.0"
+    assert (
+        samples['r_requests_in_progress{app_name="app",method="POST",path="/api/messages",status_code="200"}'] == "0.0"
+    )
+
+    counts.started("POST", "/api/messages")
+    counts.finished("POST", "/api/messages", 503, 0.001)
+    text = generate_latest(registry).decode()
+    failed = 'app_name="app",method="POST",path="/api/messages",status_code="503"'
+    assert f"r_requests_error_total{{{failed}}} 1.0" in text
+
+
+async def test_each_request_is_counted_under_its_route_and_status() -> None:
+    path = 'path="/api/messages/{conversation_id}"'
+    async with AsyncTestClient(create_app(Settings(memory=True))) as client:
+
+        async def count(status: int) -> float:
+            text = (await client.get("/metrics")).text
+            series = rf'^convocore_requests_total\{{[^}}]*{re.escape(path)},status_code="{status}"\}} (\S+)$'
+            found = re.search(series, text, re.MULTILINE)
+            return float(found[1]) if found else 0.0
+
+        unauthenticated, not_found = await count(401), await count(404)
+        await client.get("/api/messages/nowhere/")  # no token: 401
+        credentials = {"username": "metrics", "password": "correct horse"}
+        assert (await client.post("/api/register/", json=credentials)).status_code == 201
+        token = (await client.post("/api/login/", json=credentials)).json()["access_token"]
+        await client.get("/api/messages/nowhere/", headers={"Authorization": f"Bearer {token}"})  # 404
+        assert await count(401) == unauthenticated + 1
+        assert await count(404) == not_found + 1
+        text = (await client.get("/metrics")).text
+        in_flight = rf'^convocore_requests_in_progress\{{[^}}]*{re.escape(path)},status_code="200"\}} (\S+)$'
+        assert float(re.search(in_flight, text, re.MULTILINE)[1]) == 0.0  # type: ignore[index]

@@ -1,4 +1,5 @@
-"""Prometheus metrics at ``/metrics``: Litestar's per-request metrics and the real-time engine's own.
+"""Prometheus metrics at ``/metrics``: per-request metrics (named as Litestar's middleware named
+them) and the real-time engine's own.
 
 Prometheus keeps one registry per process, so the metrics are created once per process and
 shared by every app in it (as Litestar's middleware does with its own); counters only ever
@@ -11,12 +12,14 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
-from litestar.enums import ScopeType
 from litestar.middleware.base import DefineMiddleware
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from prometheus_client import REGISTRY, Counter, Gauge
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+from litestar.plugins.prometheus import PrometheusController
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,6 +51,8 @@ class Metrics:
             "convocore_db_statement_seconds", "Time from sending a SQL statement to its result", DB_BUCKETS
         )
         REGISTRY.register(self.db_statement_seconds)
+        self.requests = _RequestCounts(prefix="convocore", app_name="convocore")
+        REGISTRY.register(self.requests)
         self._started: dict[Connection, float] = {}
 
     # -- the hub's Observer --------------------------------------------------------------
@@ -120,12 +125,110 @@ class _Timings(Collector):
         self._sum += seconds
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
-        counts, total, running = list(self._counts), self._sum, 0
-        buckets = []
-        for bound, count in zip((*map(str, self._bounds), "+Inf"), counts, strict=True):
-            running += count
-            buckets.append((bound, running))
-        yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=total)
+        buckets = _cumulative(self._bounds, list(self._counts))
+        yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=self._sum)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts (the last one above every bound) as Prometheus' cumulative ``le`` buckets."""
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip((*map(floatToGoString, bounds), "+Inf"), counts, strict=True):
+        running += count
+        buckets.append((bound, running))
+    return buckets
+
+
+_REQUEST_LABELS = ("method", "path", "status_code", "app_name")
+
+
+class _RequestCounts(Collector):
+    """The request metrics Litestar's ``PrometheusMiddleware`` kept (its names, labels, buckets and
+    ``_created`` samples: ``convocore_requests_total``, ``convocore_requests_error_total``,
+    ``convocore_request_duration_seconds``, ``convocore_requests_in_progress``), as plain counts
+    per series, turned into Prometheus' families only when scraped. Its middleware built a
+    ``Request``, a labels dict and a ``functools.wraps``-copied ``send`` per request and took a
+    metric's lock five times (docs/performance.md, lever 21)."""
+
+    def __init__(self, *, prefix: str, app_name: str, buckets: tuple[float, ...] = Histogram.DEFAULT_BUCKETS) -> None:
+        self._prefix, self._app_name = prefix, app_name
+        self._bounds = tuple(bound for bound in buckets if bound != float("inf"))
+        self._in_progress: dict[tuple[str, str], list[Any]] = {}  # (method, path) -> [count, created]
+        # (method, path, status) -> [count, sum, per-bucket counts, created]
+        self._done: dict[tuple[str, str, int], list[Any]] = {}
+
+    def started(self, method: str, path: str) -> None:
+        series = self._in_progress.get((method, path))
+        if series is None:
+            series = self._in_progress[method, path] = [0, time.time()]
+        series[0] += 1
+
+    def finished(self, method: str, path: str, status: int, seconds: float) -> None:
+        self._in_progress[method, path][0] -= 1
+        series = self._done.get((method, path, status))
+        if series is None:
+            series = self._done[method, path, status] = [0, 0.0, [0] * (len(self._bounds) + 1), time.time()]
+        series[0] += 1
+        series[1] += seconds
+        series[2][bisect.bisect_left(self._bounds, seconds)] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        prefix, labels = self._prefix, list(_REQUEST_LABELS)
+        in_progress = GaugeMetricFamily(
+            f"{prefix}_requests_in_progress", "Total requests currently in progress", labels=labels
+        )
+        for (method, path), (count, _) in list(self._in_progress.items()):
+            in_progress.add_metric([method, path, "200", self._app_name], count)  # as Litestar labelled it
+        requests = CounterMetricFamily(f"{prefix}_requests", "Total requests", labels=labels)
+        errors = CounterMetricFamily(f"{prefix}_requests_error", "Total errors in requests", labels=labels)
+        durations = HistogramMetricFamily(
+            f"{prefix}_request_duration_seconds", "Request duration, in seconds", labels=labels
+        )
+        for (method, path, status), (count, total, buckets, created) in list(self._done.items()):
+            values = [method, path, str(status), self._app_name]
+            requests.add_metric(values, count, created=created)
+            if status >= 500:
+                errors.add_metric(values, count, created=created)
+            durations.add_metric(values, _cumulative(self._bounds, list(buckets)), sum_value=total)
+            durations.samples.append(
+                Sample(f"{prefix}_request_duration_seconds_created", dict(zip(labels, values, strict=True)), created)
+            )
+        yield in_progress
+        yield requests
+        if errors.samples:  # Litestar made this one at the first server error
+            yield errors
+        yield durations
+
+
+class RequestMetrics:
+    """ASGI middleware (HTTP only, behind routing: ``path_template`` is the matched route's)
+    that counts each request into ``_RequestCounts``: its status is the response's, its
+    duration runs until the last body message, as Litestar's middleware measured them."""
+
+    def __init__(self, app: ASGIApp, *, counts: _RequestCounts) -> None:
+        self._app, self._counts = app, counts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http: Any = scope  # HTTP only (HttpOnly mounts it), past routing
+        method, path = http["method"], http["path_template"]
+        counts = self._counts
+        counts.started(method, path)
+        began = time.perf_counter()
+        status, ended = 200, 0.0
+
+        async def timed(message: Message) -> None:
+            nonlocal status, ended
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]  # type: ignore[typeddict-item]
+            elif kind == "http.response.body":
+                ended = time.perf_counter()
+            await send(message)
+
+        try:
+            await self._app(scope, receive, timed)
+        finally:
+            counts.finished(method, path, status, ended - began if ended else 0.0)
 
 
 class _Count(Collector):
@@ -147,8 +250,7 @@ class MetricsController(PrometheusController):
     include_in_schema = False  # Prometheus text, not JSON: the OpenAPI document would say application/json
 
 
-def request_metrics() -> DefineMiddleware:
-    """Litestar's request count, latency and in-flight metrics (convocore_request*), per route
-    template rather than per URL, so ids in paths do not explode the series."""
-    config = PrometheusConfig(app_name="convocore", prefix="convocore", group_path=True, scopes={ScopeType.HTTP})
-    return config.middleware
+def request_metrics(metrics: Metrics) -> DefineMiddleware:
+    """Request count, latency and in-flight metrics (convocore_request*), per route template
+    rather than per URL, so ids in paths do not explode the series."""
+    return DefineMiddleware(RequestMetrics, counts=metrics.requests)
