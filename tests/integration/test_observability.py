@@ -337,3 +337,20 @@ async def test_each_request_is_counted_under_its_route_and_status() -> None:
         text = (await client.get("/metrics")).text
         in_flight = rf'^convocore_requests_in_progress\{{[^}}]*{re.escape(path)},status_code="200"\}} (\S+)$'
         assert float(re.search(in_flight, text, re.MULTILINE)[1]) == 0.0  # type: ignore[index]
+
+
+async def test_a_request_refused_by_a_middleware_is_counted_under_its_status() -> None:
+    # The HTTP budgets refuse from a middleware, so the 429 is made outside the request metrics.
+    async with AsyncTestClient(create_app(Settings(memory=True, http_rate_per_minute=2))) as client:
+        credentials = {"username": "budgeted", "password": "correct horse"}
+        assert (await client.post("/api/register/", json=credentials)).status_code == 201
+        auth = {
+            "Authorization": f"Bearer {(await client.post('/api/login/', json=credentials)).json()['access_token']}"
+        }
+        statuses = [(await client.get("/api/users/me/", headers=auth)).status_code for _ in range(4)]
+        assert statuses == [200, 200, 429, 429]
+        text = (await client.get("/metrics")).text
+    series = dict(
+        re.findall(r'^convocore_requests_total\{[^}]*path="/api/users/me",status_code="(\d+)"\} (\S+)$', text, re.M)
+    )
+    assert series == {"200": "2.0", "429": "2.0"}

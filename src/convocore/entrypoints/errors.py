@@ -148,6 +148,20 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+def status_of(error: Exception) -> int:
+    """The status the handlers below answer ``error`` with. For the request metrics: an error
+    raised by a middleware (the HTTP budgets' 429) is turned into a response outside them."""
+    if isinstance(error, DomainError):
+        return kind_of(error).status
+    if isinstance(error, ValidationException):
+        return KINDS[Invalid].status if isinstance(error.extra, list) and error.extra else 400
+    if isinstance(error, HTTPException):
+        return error.status_code
+    if isinstance(error, RecursionError) and "deserializing" in str(error):
+        return 400
+    return HTTP_500_INTERNAL_SERVER_ERROR
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error_handler,
     ValidationException: validation_error_handler,
@@ -156,4 +170,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: internal_error_handler,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "NESTED_TOO_DEEPLY", "field_in", "kind_of", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "NESTED_TOO_DEEPLY", "field_in", "kind_of", "problem", "status_of"]

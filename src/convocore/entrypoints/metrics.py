@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convocore.domain.events import Event
+from convocore.entrypoints.errors import status_of
 from convocore.entrypoints.frames import route_of
 
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -203,7 +204,9 @@ class _RequestCounts(Collector):
 class RequestMetrics:
     """ASGI middleware (HTTP only, behind routing: ``path_template`` is the matched route's)
     that counts each request into ``_RequestCounts``: its status is the response's, its
-    duration runs until the last body message, as Litestar's middleware measured them."""
+    duration runs until the last body message, as Litestar's middleware measured them; a
+    request refused by an error raised in a middleware inside this one counts under the status
+    the error handlers give it."""
 
     def __init__(self, app: ASGIApp, *, counts: _RequestCounts) -> None:
         self._app, self._counts = app, counts
@@ -214,7 +217,8 @@ class RequestMetrics:
         counts = self._counts
         counts.started(method, path)
         began = time.perf_counter()
-        status, ended = 200, 0.0
+        status: int | None = None
+        ended = 0.0
 
         async def timed(message: Message) -> None:
             nonlocal status, ended
@@ -227,8 +231,14 @@ class RequestMetrics:
 
         try:
             await self._app(scope, receive, timed)
+        except Exception as error:
+            # Raised by a middleware inside this one (HTTP budgets: 429): answered outside it.
+            # Litestar's own metrics middleware counted these as 200.
+            if status is None:
+                status, ended = status_of(error), time.perf_counter()
+            raise
         finally:
-            counts.finished(method, path, status, ended - began if ended else 0.0)
+            counts.finished(method, path, 200 if status is None else status, ended - began if ended else 0.0)
 
 
 class _Count(Collector):
