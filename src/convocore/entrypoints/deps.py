@@ -5,8 +5,9 @@ from typing import Annotated, Any
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.handlers import BaseRouteHandler
+from litestar.middleware.base import DefineMiddleware
 from litestar.params import FromPath, JSONBody, QueryParameter, SkipValidation
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from convocore.application.accounts import Principal
 from convocore.domain.errors import Unauthenticated
@@ -33,21 +34,34 @@ def bearer_in(authorization: str) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    token = bearer_in(connection.headers.get("authorization", ""))
-    if not token:
-        raise Unauthenticated("send Authorization: Bearer <access token>")
-    return token
+class Authenticated:
+    """Middleware of the routes that need a caller: the access token is checked after routing and
+    before anything else about the request, so a caller without a valid token gets 401 whatever
+    the body or the query. OPTIONS, which only lists the methods, needs none. The principal goes
+    into the connection's state, where ``provide_principal`` finds it.
+
+    It was a guard, and Litestar copies the route handler (``copy.copy``) for every guard call
+    (docs/performance.md, lever 22). A 401 raised here is answered by the app's exception
+    handlers, outside the request metrics, which count it under its status all the same
+    (``metrics.RequestMetrics``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http: Any = scope  # HTTP route handlers only
+        if http["method"] != "OPTIONS":
+            header = next((value for name, value in http["headers"] if name == b"authorization"), b"")
+            token = bearer_in(header.decode("latin-1"))
+            if not token:
+                raise Unauthenticated("send Authorization: Bearer <access token>")
+            container: Container = http["app"].state.container
+            principal = await container.authenticate().execute(access_token=token)
+            http.setdefault("state", {})["principal"] = principal
+        await self._app(scope, receive, send)
 
 
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """A guard, so the token is checked before anything else about the request: a caller
-    without a valid token gets 401 whatever the body or the query. OPTIONS, which only lists
-    the methods, needs none (the router's guards reach its automatic handler too)."""
-    if connection.scope.get("method") == "OPTIONS":
-        return
-    container: Container = connection.app.state.container
-    connection.state.principal = await container.authenticate().execute(access_token=bearer_token(connection))
+AUTHENTICATED = [DefineMiddleware(Authenticated)]
 
 
 def provide_principal(request: ASGIConnection[Any, Any, Any, Any], container: Services) -> Principal:

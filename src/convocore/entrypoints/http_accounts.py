@@ -5,6 +5,7 @@ from litestar.di import Provide
 
 from convocore.entrypoints import schemas as s
 from convocore.entrypoints.deps import (
+    AUTHENTICATED,
     Caller,
     Cursor,
     FromPath,
@@ -12,13 +13,11 @@ from convocore.entrypoints.deps import (
     Limit,
     Query,
     Services,
-    authenticate,
     provide_principal,
 )
 from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, problems
 
 AUTH = {"principal": Provide(provide_principal, sync_to_thread=False)}
-GUARDS = [authenticate]
 SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -45,7 +44,7 @@ async def refresh(data: JSONBody[s.RefreshIn], container: Services) -> s.TokensO
     "/logout/",
     status_code=204,
     dependencies=AUTH,
-    guards=GUARDS,
+    middleware=AUTHENTICATED,
     security=SECURED,
     summary="Revoke this session's tokens",
     responses=problems(WITH_TOKEN),
@@ -57,7 +56,7 @@ async def logout(principal: Caller, container: Services) -> None:
 @get(
     "/users/me/",
     dependencies=AUTH,
-    guards=GUARDS,
+    middleware=AUTHENTICATED,
     security=SECURED,
     summary="The caller's account",
     responses=problems(WITH_TOKEN),
@@ -69,7 +68,7 @@ async def me(principal: Caller, container: Services) -> s.UserOut:
 @get(
     "/users/",
     dependencies=AUTH,
-    guards=GUARDS,
+    middleware=AUTHENTICATED,
     security=SECURED,
     summary="Find people by username prefix",
     responses=problems(WITH_TOKEN, 422),
@@ -84,7 +83,7 @@ async def search_users(
 @get(
     "/users/{user_id:str}/",
     dependencies=AUTH,
-    guards=GUARDS,
+    middleware=AUTHENTICATED,
     security=SECURED,
     summary="One user's public profile",
     responses=problems(WITH_TOKEN, 404),

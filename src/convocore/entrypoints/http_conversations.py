@@ -4,8 +4,8 @@ from litestar import Response, Router, delete, get, patch, post
 
 from convocore.domain.conversations import Kind, Role
 from convocore.entrypoints import schemas as s
-from convocore.entrypoints.deps import Caller, Cursor, FromPath, JSONBody, Limit, Query, Services
-from convocore.entrypoints.http_accounts import AUTH, GUARDS, SECURED
+from convocore.entrypoints.deps import AUTHENTICATED, Caller, Cursor, FromPath, JSONBody, Limit, Query, Services
+from convocore.entrypoints.http_accounts import AUTH, SECURED
 from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
 
 
@@ -179,7 +179,7 @@ router = Router(
         presence,
     ],
     dependencies=AUTH,
-    guards=GUARDS,
+    middleware=AUTHENTICATED,
     security=SECURED,
     tags=["conversations"],
 )

@@ -6,8 +6,8 @@ from litestar import Response, Router, delete, get, patch, post
 from litestar.params import QueryParameter
 
 from convocore.entrypoints import schemas as s
-from convocore.entrypoints.deps import Caller, FromPath, JSONBody, Limit, Services
-from convocore.entrypoints.http_accounts import AUTH, GUARDS, SECURED
+from convocore.entrypoints.deps import AUTHENTICATED, Caller, FromPath, JSONBody, Limit, Services
+from convocore.entrypoints.http_accounts import AUTH, SECURED
 from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
 
 SeqBound = Annotated[int | None, QueryParameter(ge=0, description="Exclusive seq bound.")]
@@ -85,7 +85,7 @@ router = Router(
     path="/api/messages",
     route_handlers=[send, history, edit, remove],
     dependencies=AUTH,
-    guards=GUARDS,
+    middleware=AUTHENTICATED,
     security=SECURED,
     tags=["messages"],
 )
