@@ -4,10 +4,14 @@ the suite's business (docs/performance.md); nothing here asserts one."""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("rest", "history", "connections", "fanout", "ceiling", "scaleout")
@@ -69,3 +73,20 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
 
     assert {t["target"].split(" ")[0] for t in result["targets"]} >= {"fan-out", "REST", "history", "<="}
     assert result["machine"]["nproc"] > 0 and result["machine"]["versions"]["litestar"]
+
+
+def test_instruction_count_of_a_rest_send_runs() -> None:
+    """benchmarks.instructions (the A/B for levers under the noise), at three sends: the server
+    starts under callgrind, the sends are counted, and nothing else is (instrumentation is off
+    for startup and setup, which alone cost billions)."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        pytest.skip("valgrind is not installed (apt-get install valgrind): benchmarks.instructions needs it")
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--sends", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    found = re.search(r"over 3 sends: ([\d,]+); per REST send: ([\d,]+)", run.stdout)
+    assert found is not None, run.stdout
+    total, per_send = (int(value.replace(",", "")) for value in found.groups())
+    assert 100_000 < per_send < 100_000_000 and total == pytest.approx(3 * per_send, abs=3)
