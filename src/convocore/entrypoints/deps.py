@@ -28,9 +28,10 @@ def provide_container(state: State) -> Container:
     return container
 
 
-def bearer_in(authorization: str) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header's value; "" for anything else."""
-    scheme, _, token = authorization.partition(" ")
+def bearer_of(scope: Scope) -> str:
+    """The token of the request's ``Authorization: Bearer <token>`` header; "" for anything else."""
+    header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+    scheme, _, token = header.decode("latin-1").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
@@ -51,8 +52,7 @@ class Authenticated:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         http: Any = scope  # HTTP route handlers only
         if http["method"] != "OPTIONS":
-            header = next((value for name, value in http["headers"] if name == b"authorization"), b"")
-            token = bearer_in(header.decode("latin-1"))
+            token = bearer_of(scope)
             if not token:
                 raise Unauthenticated("send Authorization: Bearer <access token>")
             container: Container = http["app"].state.container

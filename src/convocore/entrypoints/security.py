@@ -9,7 +9,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from convocore.application.messages import Budget, spend
 from convocore.application.ports import RateLimiter
-from convocore.entrypoints.deps import bearer_in
+from convocore.entrypoints.deps import bearer_of
 from convocore.entrypoints.settings import Settings
 
 # Creating accounts and tokens is what brute force and spam go for: budgeted per client IP.
@@ -47,15 +47,10 @@ class HttpBudgets:
         if scope["path"].rstrip("/") in AUTH_PATHS:
             client = scope.get("client")
             await spend(self._limiter, self._auth, f"http-ip:{client[0] if client else '-'}", "requests")
-        elif token := _bearer(scope):
+        elif token := bearer_of(scope):
             digest = hashlib.sha256(token.encode()).hexdigest()[:32]
             await spend(self._limiter, self._token, f"http-token:{digest}", "requests")
         await self._app(scope, receive, send)
-
-
-def _bearer(scope: Scope) -> str:
-    header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-    return bearer_in(header.decode("latin-1"))
 
 
 def http_budgets(settings: Settings, limiter: RateLimiter) -> DefineMiddleware:
