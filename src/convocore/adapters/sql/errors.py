@@ -7,6 +7,7 @@ database is ``Unavailable`` (the caller may retry). Anything else is a bug and p
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint, exc
 
@@ -35,18 +36,21 @@ def translate_errors(*, connecting: bool = False) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        domain = translated(error, connecting=connecting)
-        if domain is error:
-            raise
-        raise domain from error
+        raise_translated(error, connecting=connecting)
+
+
+def raise_translated(error: Exception, *, connecting: bool = False) -> NoReturn:
+    """Raise the domain error ``error`` stands for (from it), or ``error`` itself. For code that
+    cannot afford a ``with translate_errors()`` block per statement (the SQLite unit of work runs
+    several per message): ``except Exception as e: raise_translated(e)``."""
+    domain = translated(error, connecting=connecting)
+    if domain is error:
+        raise error
+    raise domain from error
 
 
 def translated(error: Exception, *, connecting: bool = False) -> Exception:
-    """The domain error ``error`` stands for, or ``error`` itself (a bug: let it propagate).
-
-    For code that cannot afford a ``with translate_errors()`` block per statement (the SQLite
-    unit of work runs several per message): ``except Exception as e: raise translated(e)``.
-    """
+    """The domain error ``error`` stands for, or ``error`` itself (a bug: let it propagate)."""
     if isinstance(error, exc.IntegrityError):
         return _conflict(error)
     if _transient(error) or (connecting and isinstance(error, exc.DBAPIError)):

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from convocore.adapters.sql import sqlite_fast
-from convocore.adapters.sql.errors import translate_errors, translated
+from convocore.adapters.sql.errors import raise_translated, translate_errors
 from convocore.adapters.sql.repositories import (
+    Execute,
     Params,
     SqlAlchemyConversationRepository,
     SqlAlchemyMemberRepository,
@@ -45,11 +46,9 @@ _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncp
 # thread. Without that thread (a one-off command, a test), it is SQLite's own rule with a larger N.
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=4000")
 log = logging.getLogger(__name__)
-_DEFAULT_BUSY_TIMEOUT_MS = 5000
-_SQLITE_BUSY_TIMEOUT_MS: "weakref.WeakKeyDictionary[Engine, int]" = weakref.WeakKeyDictionary()
 
 
-def create_engine(url: str, *, sqlite_busy_timeout_ms: int = _DEFAULT_BUSY_TIMEOUT_MS) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> AsyncEngine:
     """An engine for ``url``; plain ``sqlite:`` and ``postgresql:`` URLs get the async drivers."""
     parsed = make_url(url)
     parsed = parsed.set(drivername=_ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
@@ -75,7 +74,8 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> AsyncEngine:
         url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=30, async_creator=connect
     )
     event.listen(engine.sync_engine, "connect", lambda conn, _: _configure_sqlite(conn, busy_timeout_ms))
-    _SQLITE_BUSY_TIMEOUT_MS[engine.sync_engine] = busy_timeout_ms  # for SqliteUnitOfWork's own connection
+    if not _in_memory(database):  # SqliteUnitOfWork's connection, opened on first use
+        _SQLITE_LINKS[engine] = _SqliteLink(engine, database, uri=uri, busy_timeout_ms=busy_timeout_ms)
     event.listen(engine.sync_engine, "begin", _begin_immediate)
     return engine
 
@@ -206,18 +206,25 @@ async def drop_schema(engine: AsyncEngine) -> None:
             await connection.run_sync(metadata.drop_all)
 
 
-class SqlAlchemyUnitOfWork:
+class _Repositories:
+    """The SQL repositories of a unit of work, all running their statements through ``execute``."""
+
+    def __init__(self, execute: Execute) -> None:
+        # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
+        self.users: UserRepository = SqlAlchemyUserRepository(execute)
+        self.sessions: SessionRepository = SqlAlchemySessionRepository(execute)
+        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(execute)
+        self.members: MemberRepository = SqlAlchemyMemberRepository(execute)
+        self.messages: MessageRepository = SqlAlchemyMessageRepository(execute)
+
+
+class SqlAlchemyUnitOfWork(_Repositories):
     """Holds one pooled connection for the whole block; leaving it rolls back what was not committed."""
 
     def __init__(self, *, engine: AsyncEngine) -> None:
+        super().__init__(self._execute)
         self._engine = engine
         self._connection: AsyncConnection | None = None
-        # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
-        self.users: UserRepository = SqlAlchemyUserRepository(self._execute)
-        self.sessions: SessionRepository = SqlAlchemySessionRepository(self._execute)
-        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(self._execute)
-        self.members: MemberRepository = SqlAlchemyMemberRepository(self._execute)
-        self.messages: MessageRepository = SqlAlchemyMessageRepository(self._execute)
 
     async def __aenter__(self) -> Self:
         with translate_errors(connecting=True):
@@ -316,9 +323,9 @@ class _SqliteLink:
             raw = self._raw
             if raw is not None and raw.in_transaction:
                 try:
-                    raw.rollback()
-                except sqlite3.Error as error:
-                    raise translated(exc.DBAPIError.instance("ROLLBACK", (), error, sqlite3.Error)) from error
+                    sqlite_fast.execute(raw, "ROLLBACK")
+                except Exception as error:
+                    raise_translated(error)
         finally:
             self._turn.release()
 
@@ -333,17 +340,13 @@ class _SqliteLink:
                     return self._fast.run(self._engine, raw, plan, params)
             return self._sqlalchemy().execute(statement, params)
         except Exception as error:
-            domain = translated(error)
-            if domain is error:
-                raise
-            raise domain from error
+            raise_translated(error)
 
     def commit(self, raw: sqlite3.Connection) -> None:
         try:
-            raw.commit()
-        except sqlite3.Error as error:
-            dbapi = exc.DBAPIError.instance("COMMIT", (), error, sqlite3.Error)
-            raise translated(dbapi) from error
+            sqlite_fast.execute(raw, "COMMIT")
+        except Exception as error:
+            raise_translated(error)
 
     def ping(self) -> None:
         """``SELECT 1`` on the connection; inside another unit of work's transaction it reads nothing of it."""
@@ -369,10 +372,8 @@ class _SqliteLink:
         # No reset on return and a no-op BEGIN (pysqlite leaves transactions to us): the private
         # engine runs statements inside the transaction this link began, and never ends it.
         private = sa_create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool, pool_reset_on_return=None)
-        app = self._engine
-        for name in ("before_cursor_execute", "after_cursor_execute"):
-            event.listen(private, name, functools.partial(_pass_on, app, name))
-        event.listen(private, "handle_error", lambda context: app.dispatch.handle_error(context))
+        for name in ("before_cursor_execute", "after_cursor_execute", "handle_error"):
+            event.listen(private, name, functools.partial(_pass_on, self._engine, name))
         return private.connect()
 
 
@@ -383,18 +384,14 @@ def _pass_on(engine: Engine, name: str, *args: Any) -> None:
 _TURN_TIMEOUT_S = 30  # as the pool's checkout timeout was
 
 
-class SqliteUnitOfWork:
+class SqliteUnitOfWork(_Repositories):
     """A unit of work on a SQLite file's shared connection (``_SqliteLink``): the same
     repositories and statements as ``SqlAlchemyUnitOfWork``, run straight on ``sqlite3``."""
 
     def __init__(self, link: _SqliteLink) -> None:
+        super().__init__(self._execute)
         self._link = link
         self._raw: sqlite3.Connection | None = None
-        self.users: UserRepository = SqlAlchemyUserRepository(self._execute)
-        self.sessions: SessionRepository = SqlAlchemySessionRepository(self._execute)
-        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(self._execute)
-        self.members: MemberRepository = SqlAlchemyMemberRepository(self._execute)
-        self.messages: MessageRepository = SqlAlchemyMessageRepository(self._execute)
 
     async def __aenter__(self) -> Self:
         self._raw = await self._link.take_turn()
@@ -424,22 +421,11 @@ class SqliteUnitOfWork:
         return self._raw
 
 
-def _sqlite_link(engine: AsyncEngine) -> _SqliteLink | None:
-    """A SQLite file's link, one per engine: every factory on the engine takes turns at it, as
-    they all queued for the engine's one pooled connection (two connections writing from one
-    event loop would wait on each other's lock with the loop stopped)."""
-    database, uri = _sqlite_target(engine.url)
-    if engine.dialect.name != "sqlite" or _in_memory(database):
-        return None
-    link = _SQLITE_LINKS.get(engine)
-    if link is None:
-        busy = _SQLITE_BUSY_TIMEOUT_MS.get(engine.sync_engine, _DEFAULT_BUSY_TIMEOUT_MS)
-        link = _SQLITE_LINKS[engine] = _SqliteLink(engine, database, uri=uri, busy_timeout_ms=busy)
-    return link
-
-
-# By the async engine, which the link does not refer to (it keeps the sync one), so an engine
-# dropped takes its link, and the link's connection, with it.
+# A SQLite file's link, one per engine, made with it: every factory on the engine takes turns at
+# it, as they all queued for the engine's one pooled connection (two connections writing from
+# one event loop would wait on each other's lock with the loop stopped). Keyed by the async
+# engine, which the link does not refer to (it keeps the sync one), so an engine dropped takes
+# its link, and the link's connection, with it.
 _SQLITE_LINKS: "weakref.WeakKeyDictionary[AsyncEngine, _SqliteLink]" = weakref.WeakKeyDictionary()
 
 
@@ -449,7 +435,7 @@ class SqlAlchemyUnitOfWorkFactory:
 
     def __init__(self, *, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._link = _sqlite_link(engine)
+        self._link = _SQLITE_LINKS.get(engine)
 
     def __call__(self) -> SqlAlchemyUnitOfWork | SqliteUnitOfWork:
         if self._link is not None:
