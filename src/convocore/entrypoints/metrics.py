@@ -154,18 +154,15 @@ class _RequestCounts(Collector):
     def __init__(self, *, prefix: str, app_name: str, buckets: tuple[float, ...] = Histogram.DEFAULT_BUCKETS) -> None:
         self._prefix, self._app_name = prefix, app_name
         self._bounds = tuple(bound for bound in buckets if bound != float("inf"))
-        self._in_progress: dict[tuple[str, str], list[Any]] = {}  # (method, path) -> [count, created]
+        self._in_progress: dict[tuple[str, str], int] = {}  # (method, path) -> requests in flight
         # (method, path, status) -> [count, sum, per-bucket counts, created]
         self._done: dict[tuple[str, str, int], list[Any]] = {}
 
     def started(self, method: str, path: str) -> None:
-        series = self._in_progress.get((method, path))
-        if series is None:
-            series = self._in_progress[method, path] = [0, time.time()]
-        series[0] += 1
+        self._in_progress[method, path] = self._in_progress.get((method, path), 0) + 1
 
     def finished(self, method: str, path: str, status: int, seconds: float) -> None:
-        self._in_progress[method, path][0] -= 1
+        self._in_progress[method, path] -= 1
         series = self._done.get((method, path, status))
         if series is None:
             series = self._done[method, path, status] = [0, 0.0, [0] * (len(self._bounds) + 1), time.time()]
@@ -178,7 +175,7 @@ class _RequestCounts(Collector):
         in_progress = GaugeMetricFamily(
             f"{prefix}_requests_in_progress", "Total requests currently in progress", labels=labels
         )
-        for (method, path), (count, _) in list(self._in_progress.items()):
+        for (method, path), count in list(self._in_progress.items()):
             in_progress.add_metric([method, path, "200", self._app_name], count)  # as Litestar labelled it
         requests = CounterMetricFamily(f"{prefix}_requests", "Total requests", labels=labels)
         errors = CounterMetricFamily(f"{prefix}_requests_error", "Total errors in requests", labels=labels)
