@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
 from convocore.entrypoints.app import create_app
-from convocore.entrypoints.metrics import _RequestCounts, _Timings
+from convocore.entrypoints.metrics import RequestCounts, _Timings
 from convocore.entrypoints.settings import Settings
 from tests.integration.remote import Remote, assert_closed_with, next_frame
 from tests.integration.scrape import metric, metric_names
@@ -283,7 +283,7 @@ def test_statement_timings_are_exposed_as_a_cumulative_prometheus_histogram() ->
 
 
 def test_request_counts_are_exposed_as_litestars_middleware_exposed_them() -> None:
-    counts = _RequestCounts(prefix="r", app_name="app", buckets=(0.01, 0.1))
+    counts = RequestCounts(prefix="r", app_name="app", buckets=(0.01, 0.1))
     registry = CollectorRegistry()
     registry.register(counts)
     counts.started("POST", "/api/messages")

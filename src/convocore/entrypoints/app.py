@@ -27,11 +27,12 @@ from convocore.entrypoints.asyncapi import asyncapi_schema
 from convocore.entrypoints.container import Container
 from convocore.entrypoints.deps import provide_container
 from convocore.entrypoints.errors import EXCEPTION_HANDLERS
+from convocore.entrypoints.hot import HotRoutes
 from convocore.entrypoints.hub import SERVER_SEND, Hub
 from convocore.entrypoints.logs import RequestIds
 from convocore.entrypoints.metrics import MetricsController, process_metrics, request_metrics
 from convocore.entrypoints.openapi import ClosedRequestBodies
-from convocore.entrypoints.security import add_security_headers, http_budgets
+from convocore.entrypoints.security import HttpBudgets, add_security_headers, http_budgets
 from convocore.entrypoints.settings import Settings
 from convocore.entrypoints.web import index, static_files
 from convocore.entrypoints.ws import chat_socket, user_socket
@@ -42,11 +43,22 @@ class ConvocoreApp(Litestar):
     straight to it (hub.Connection). Through the framework each frame passed four wrappers
     (the socket's, the app's before-send hooks, the exception middleware's, the request-id
     middleware's), which cost more than writing the frame; accepting and closing still go
-    through the framework, which tracks the socket's state by them."""
+    through the framework, which tracks the socket's state by them. And the hottest HTTP
+    routes, answered below the framework (``hot.HotRoutes``)."""
+
+    hot_routes: ASGIApp | None = None  # hot.HotRoutes, in front of the framework for HTTP
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
+        kind = scope["type"]
+        if kind == "http" and self.hot_routes is not None:
+            await self.hot_routes(scope, receive, send)
+            return
+        if kind == "websocket":
             scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
+
+    async def framework(self, scope: Any, receive: Any, send: Any) -> None:
+        """Litestar itself: what ``HotRoutes`` passes on."""
         await super().__call__(scope, receive, send)
 
 
@@ -151,9 +163,13 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_app(settings: Settings | None = None, *, container: Container | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, container: Container | None = None, hot_routes: bool = True
+) -> "ConvocoreApp":
+    """The app. ``hot_routes=False`` leaves every request to Litestar (for comparing the two)."""
     settings = settings or Settings.from_env()
     container = container or build_container(settings)
+    budgets = HttpBudgets.of(settings, container.limiter())
     hub, realtime = _wire_realtime(container, settings)
     metrics = hub.observer = process_metrics()
     container.broadcaster().add_listener(metrics.published)
@@ -204,7 +220,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         ),
         plugins=[ClosedRequestBodies()],
         request_max_body_size=settings.max_request_bytes,
-        middleware=[http_only(request_metrics(metrics)), http_only(http_budgets(settings, container.limiter()))],
+        middleware=[http_only(request_metrics(metrics)), http_only(http_budgets(budgets))],
         logging_config=None,  # logging belongs to the host: `convocore serve` sets it up (logs.py)
         before_send=[add_security_headers, allow_every_method],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None,
@@ -212,4 +228,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         state=State(state),
     )
     app.asgi_handler = RequestIds(app.asgi_handler)  # outside the router: unmatched paths get an id too
+    if hot_routes:
+        app.hot_routes = HotRoutes(
+            app.framework,
+            container=container,
+            budgets=budgets,
+            counts=metrics.requests,
+            max_body=settings.max_request_bytes,
+            cors=bool(settings.cors_origins),
+        )
     return app

@@ -81,15 +81,19 @@ def _response(body: ProblemOut, headers: dict[str, str] | None = None) -> Respon
     return Response(body, status_code=body.status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Response[ProblemOut]:
-    kind = kind_of(exc)
+def domain_problem(exc: DomainError) -> tuple[ProblemOut, dict[str, str]]:
+    """A domain error's problem details and the headers that go with them."""
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, Unavailable | RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     errors = [FieldErrorOut(field=exc.field, message=exc.detail)] if exc.field else None
-    return _response(problem(kind, exc.detail, field=exc.field, errors=errors), headers)
+    return problem(kind_of(exc), exc.detail, field=exc.field, errors=errors), headers
+
+
+def domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Response[ProblemOut]:
+    return _response(*domain_problem(exc))
 
 
 _NAMED_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
@@ -139,10 +143,15 @@ def recursion_error_handler(request: Request[Any, Any, Any], exc: RecursionError
     return internal_error_handler(request, exc)
 
 
+def internal_problem(method: str, path: str, exc: Exception) -> ProblemOut:
+    """Logs an unexpected error, with its traceback, and gives the problem answered for it."""
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
+    return problem(HTTP_KINDS[500], "an unexpected error occurred; it has been logged")
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemOut]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(
-        problem(HTTP_KINDS[500], "an unexpected error occurred; it has been logged"),
+        internal_problem(request.method, request.url.path, exc),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,
         media_type=PROBLEM_JSON,
     )
@@ -170,4 +179,13 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: internal_error_handler,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "NESTED_TOO_DEEPLY", "field_in", "kind_of", "problem", "status_of"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "NESTED_TOO_DEEPLY",
+    "domain_problem",
+    "field_in",
+    "internal_problem",
+    "kind_of",
+    "problem",
+    "status_of",
+]

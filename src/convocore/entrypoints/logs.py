@@ -51,12 +51,12 @@ class RequestIds:
         # A socket has the server's task to itself, for its whole life: the id stays set in that
         # task until it ends, and no frame of this middleware is kept alive meanwhile (the next
         # app's coroutine is handed back, not awaited here).
-        rid = _request_id(scope)
+        rid = request_id_of(scope)
         request_id.set(rid)
         return self.app(scope, receive, _sending_id(send, rid))
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        rid = _request_id(scope)
+        rid = request_id_of(scope)
         token = request_id.set(rid)
         try:
             await self.app(scope, receive, _sending_id(send, rid))
@@ -64,7 +64,8 @@ class RequestIds:
             request_id.reset(token)
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
+    """The request's id: its ``X-Request-ID`` header's when sane, else a fresh one."""
     offered = next((value for name, value in scope["headers"] if name == HEADER.encode()), None)
     return new_request_id(offered.decode("latin-1") if offered is not None else None)
 

@@ -52,7 +52,7 @@ class Metrics:
             "convocore_db_statement_seconds", "Time from sending a SQL statement to its result", DB_BUCKETS
         )
         REGISTRY.register(self.db_statement_seconds)
-        self.requests = _RequestCounts(prefix="convocore", app_name="convocore")
+        self.requests = RequestCounts(prefix="convocore", app_name="convocore")
         REGISTRY.register(self.requests)
         self._started: dict[Connection, float] = {}
 
@@ -143,7 +143,7 @@ def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str,
 _REQUEST_LABELS = ("method", "path", "status_code", "app_name")
 
 
-class _RequestCounts(Collector):
+class RequestCounts(Collector):
     """The request metrics Litestar's ``PrometheusMiddleware`` kept (its names, labels, buckets and
     ``_created`` samples: ``convocore_requests_total``, ``convocore_requests_error_total``,
     ``convocore_request_duration_seconds``, ``convocore_requests_in_progress``), as plain counts
@@ -200,12 +200,12 @@ class _RequestCounts(Collector):
 
 class RequestMetrics:
     """ASGI middleware (HTTP only, behind routing: ``path_template`` is the matched route's)
-    that counts each request into ``_RequestCounts``: its status is the response's, its
+    that counts each request into ``RequestCounts``: its status is the response's, its
     duration runs until the last body message, as Litestar's middleware measured them; a
     request refused by an error raised in a middleware inside this one counts under the status
     the error handlers give it."""
 
-    def __init__(self, app: ASGIApp, *, counts: _RequestCounts) -> None:
+    def __init__(self, app: ASGIApp, *, counts: RequestCounts) -> None:
         self._app, self._counts = app, counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
