@@ -28,7 +28,7 @@ from tests.integration.api.conftest import FAST_HASHING
 from tests.integration.storage import storage_for
 from tests.unit.wiring import FrozenClock
 
-LIMITS = {"auth_rate_per_minute": 1_000_000, "http_rate_per_minute": 60, "send_limit": 12}
+LIMITS: dict[str, Any] = {"auth_rate_per_minute": 1_000_000, "http_rate_per_minute": 60, "send_limit": 12}
 
 
 class CountedIds:
@@ -74,7 +74,8 @@ def _dir(path: Path) -> Path:
 
 
 def _app(storage: dict[str, Any], *, hot_routes: bool, **settings: Any) -> ConvocoreApp:
-    configured = Settings(**storage, **FAST_HASHING, **(LIMITS | settings))
+    values: dict[str, Any] = {**storage, **FAST_HASHING, **LIMITS, **settings}
+    configured = Settings(**values)
     container = build_container(configured)
     container.ids.override(providers.Object(CountedIds()))
     container.clock.override(providers.Object(FrozenClock()))
