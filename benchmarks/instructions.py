@@ -1,12 +1,14 @@
 """Instructions per REST send, counted by callgrind: an A/B for levers smaller than the noise.
 
-    python -m benchmarks.instructions [--sends 200] [--pythonpath DIR]
+    python -m benchmarks.instructions [--sends 200] [--route send|history] [--pythonpath DIR]
 
 CPU time on a shared VM moves by 2x between runs of the same code minutes apart, which hides a
 lever worth 5-10%; an instruction count barely moves. The server (`convocore serve` on its
 default SQLite file, in a temporary directory) runs under `valgrind --tool=callgrind` with
 instrumentation off; one client sets up a user and a group, then instrumentation is switched on
-(`callgrind_control -i on`) for ``--sends`` posts one at a time, and off again. What is counted
+(`callgrind_control -i on`) for ``--sends`` posts one at a time, and off again. With
+``--route history``, 60 messages are posted first, uninstrumented, and what is counted is as
+many GETs of the newest page of 50. What is counted
 is the whole process over that stretch (its timers and the WAL checkpoint thread included,
 a few percent at most). ``--pythonpath`` puts another checkout's ``src`` in front (the "before"
 of an A/B). The send limit is lifted (CONVOCORE_SEND_LIMIT) so one user can post them all; the
@@ -36,8 +38,9 @@ _SETUP = {
 }
 
 
-def count(sends: int, *, pythonpath: str | None) -> int:
-    """Instructions the server ran while serving ``sends`` posts, one at a time."""
+def count(sends: int, *, pythonpath: str | None, route: str = "send") -> int:
+    """Instructions the server ran while serving ``sends`` requests of ``route`` (a post, or a
+    page of history), one at a time."""
     valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
     if valgrind is None or control is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -61,12 +64,17 @@ def count(sends: int, *, pythonpath: str | None) -> int:
                 _wait_for(client, server)
                 token, conversation = _set_up(client)
                 auth = {"Authorization": f"Bearer {token}"}
+                if route == "history":
+                    for i in range(60):
+                        _post(client, auth, conversation, i)
                 subprocess.run([control, "-i", "on", str(server.pid)], check=True, capture_output=True)
                 for i in range(sends):
-                    body = {"conversation_id": conversation, "body": f"{i:05d}" + "x" * 95}
-                    response = client.post("/api/messages/", json=body, headers=auth)
-                    if response.status_code != 201:
-                        raise SystemExit(f"send {i}: {response.status_code} {response.text}")
+                    if route == "history":
+                        page = client.get(f"/api/messages/{conversation}/", params={"limit": 50}, headers=auth)
+                        if page.status_code != 200 or len(page.json()["items"]) != 50:
+                            raise SystemExit(f"page {i}: {page.status_code} {page.text[:300]}")
+                    else:
+                        _post(client, auth, conversation, i)
                 subprocess.run([control, "-i", "off", str(server.pid)], check=True, capture_output=True)
         finally:
             server.send_signal(signal.SIGINT)
@@ -75,6 +83,13 @@ def count(sends: int, *, pythonpath: str | None) -> int:
         if found is None:
             raise SystemExit(f"callgrind reported no total:\n{stderr[-2000:]}")
         return int(found[1])
+
+
+def _post(client: httpx.Client, auth: dict[str, str], conversation: str, i: int) -> None:
+    body = {"conversation_id": conversation, "body": f"{i:05d}" + "x" * 95}
+    response = client.post("/api/messages/", json=body, headers=auth)
+    if response.status_code != 201:
+        raise SystemExit(f"send {i}: {response.status_code} {response.text}")
 
 
 def _wait_for(client: httpx.Client, server: subprocess.Popen[str]) -> None:
@@ -104,10 +119,14 @@ def _set_up(client: httpx.Client) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__.split("\n")[0])
     parser.add_argument("--sends", type=int, default=200)
+    parser.add_argument("--route", choices=("send", "history"), default="send", help="history: newest page of 50")
     parser.add_argument("--pythonpath", help="another checkout's src, in front of this one's")
     args = parser.parse_args()
-    total = count(args.sends, pythonpath=args.pythonpath)
-    print(f"server instructions over {args.sends} sends: {total:,}; per REST send: {total / args.sends:,.0f}")
+    total = count(args.sends, pythonpath=args.pythonpath, route=args.route)
+    if args.route == "history":
+        print(f"server instructions over {args.sends} pages: {total:,}; per history page: {total / args.sends:,.0f}")
+    else:
+        print(f"server instructions over {args.sends} sends: {total:,}; per REST send: {total / args.sends:,.0f}")
 
 
 if __name__ == "__main__":
