@@ -29,6 +29,7 @@ from convocore.adapters.sql.rows import (
     conversation_values,
     member_from_row,
     member_values,
+    message_from_record,
     message_from_row,
     message_values,
     session_from_row,
@@ -383,8 +384,9 @@ class SqlAlchemyMessageRepository:
 
     async def page(self, conversation_id: str, *, before: int | None, after: int | None, limit: int) -> list[Message]:
         params = {"k_conversation_id": conversation_id, "k_limit": limit, "k_before": before, "k_after": after}
-        rows = await _all(self._execute, _PAGES[before is not None, after is not None], params)
-        messages = [message_from_row(row) for row in rows]
+        # By position: a page is 50 rows, and rows by name cost more than the messages made from them.
+        records = (await self._execute(_PAGES[before is not None, after is not None], params)).all()
+        messages = [message_from_record(record) for record in records]
         if after is None:
             messages.reverse()
         return messages

@@ -1,5 +1,6 @@
 """Explicit mapping between table rows and domain entities, both ways."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Column, RowMapping, Table
@@ -142,6 +143,40 @@ def message_from_row(row: RowMapping) -> Message:
         created_at=row[c.created_at],
         edited_at=row[c.edited_at],
         deleted=row[c.deleted],
+    )
+
+
+# The order of ``messages.select()``'s columns, which ``message_from_record`` unpacks.
+MESSAGE_RECORD = (
+    "conversation_id",
+    "seq",
+    "id",
+    "sender_id",
+    "body",
+    "client_id",
+    "reply_to",
+    "created_at",
+    "edited_at",
+    "deleted",
+)
+if tuple(column.key for column in tables.messages.columns) != MESSAGE_RECORD:
+    raise RuntimeError("the messages table's columns moved: update MESSAGE_RECORD and message_from_record")
+
+
+def message_from_record(record: Sequence[Any]) -> Message:
+    """A message from a row of ``messages.select()`` read by position (``Result.tuples()``)."""
+    conversation_id, seq, id_, sender_id, body, client_id, reply_to, created_at, edited_at, deleted = record
+    return Message(
+        id=id_,
+        conversation_id=conversation_id,
+        seq=seq,
+        sender_id=sender_id,
+        body=body,
+        client_id=client_id,
+        reply_to=reply_to,
+        created_at=created_at,
+        edited_at=edited_at,
+        deleted=deleted,
     )
 
 

@@ -72,25 +72,63 @@ class Row(dict[Any, Any]):
 
 
 class Result:
-    """What the repositories use of a CursorResult: ``mappings().first()/all()``, ``rowcount``
-    and iteration."""
+    """What the repositories use of a CursorResult, which it mirrors: ``all()`` gives the rows by
+    position, ``mappings().first()/all()`` by name, iterating gives rows read by name or as
+    attributes; and ``rowcount``. The records are fetched when the statement runs; the typed
+    columns are processed, and rows by name built, only when asked for (a history page reads 50
+    rows by position: built by name, they cost more than the messages made from them)."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_plan", "_records", "_rows", "rowcount")
 
-    def __init__(self, rows: list[Row], rowcount: int) -> None:
-        self._rows, self.rowcount = rows, rowcount
+    def __init__(self, plan: "_Plan", records: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._plan, self._records, self.rowcount = plan, records, rowcount
+        self._rows: list[Row] | None = None
 
-    def mappings(self) -> "Result":
-        return self
+    def mappings(self) -> "_Mappings":
+        return _Mappings(self)
 
-    def first(self) -> Row | None:
-        return self._rows[0] if self._rows else None
-
-    def all(self) -> list[Row]:
-        return self._rows
+    def all(self) -> list[Sequence[Any]]:
+        processed = self._plan.processed
+        if not processed:
+            return list(self._records)
+        out: list[Sequence[Any]] = []
+        for record in self._records:
+            values = list(record)
+            for index, _, _, process in processed:
+                values[index] = process(record[index])
+            out.append(values)
+        return out
 
     def __iter__(self) -> Any:
-        return iter(self._rows)
+        return iter(self.by_name())
+
+    def by_name(self) -> list[Row]:
+        rows = self._rows
+        if rows is None:
+            plan = self._plan
+            names, columns, processed = plan.names, plan.columns, plan.processed
+            rows = self._rows = []
+            for record in self._records:
+                row = Row(zip(names, record, strict=True))
+                row.update(zip(columns, record, strict=True))
+                for index, name, column, process in processed:
+                    row[name] = row[column] = process(record[index])
+                rows.append(row)
+        return rows
+
+
+class _Mappings:
+    __slots__ = ("_result",)
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+
+    def first(self) -> Row | None:
+        rows = self._result.by_name()
+        return rows[0] if rows else None
+
+    def all(self) -> list[Row]:
+        return self._result.by_name()
 
 
 class _Plan:
@@ -158,16 +196,7 @@ class FastSqlite:
             dispatch.before_cursor_execute(engine, None, plan.sql, values, None, False)
         try:
             cursor = execute(raw, plan.sql, values)
-            rows: list[Row] = []
-            if plan.names:
-                names, columns, processed = plan.names, plan.columns, plan.processed
-                for record in cursor.fetchall():
-                    row = Row(zip(names, record, strict=True))
-                    row.update(zip(columns, record, strict=True))
-                    for index, name, column, process in processed:
-                        row[name] = row[column] = process(record[index])
-                    rows.append(row)
-            return Result(rows, cursor.rowcount)
+            return Result(plan, cursor.fetchall() if plan.names else [], cursor.rowcount)
         finally:
             if dispatch.after_cursor_execute:
                 dispatch.after_cursor_execute(engine, None, plan.sql, values, None, False)
