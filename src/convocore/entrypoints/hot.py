@@ -11,11 +11,11 @@ metrics under the route's template, problem details for every error.
 Anything it is not sure of goes to Litestar, untouched, before any side effect: a request
 without a bearer token, a body that does not decode strictly into the route's schema, an
 unknown or repeated query parameter, a body without a Content-Length or over the size limit,
-a malformed Host, a CORS request, a mounted app (``root_path``). The body read so far is replayed to Litestar, so
-it answers as if it had read it itself, problem details and all. From the budget charge on, the
-request is this module's to finish; its errors are answered as the app's exception handlers
-answer them. ``tests/integration/api/test_hot_routes.py`` sends the same requests to an app with
-and without it and compares the bytes.
+a malformed Host, a CORS request, a mounted app (``root_path``). The body read so far is
+replayed to Litestar, so it answers as if it had read it itself, problem details and all. From
+the budget charge on, the request is this module's to finish; its errors are answered as the
+app's exception handlers answer them. ``tests/integration/api/test_hot_routes.py`` sends the
+same requests to an app with and without it and compares the bytes.
 """
 
 import re
