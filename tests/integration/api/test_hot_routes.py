@@ -44,6 +44,7 @@ class Side:
     """One app, with the tokens of its people and how many requests it passed to Litestar."""
 
     app: ConvocoreApp
+    client: AsyncTestClient[Any]
     tokens: dict[str, str] = field(default_factory=dict)
     passed_on: int = 0
 
@@ -86,7 +87,7 @@ def _app(storage: dict[str, Any], *, hot_routes: bool, **settings: Any) -> Convo
 
 async def _started(stack: AsyncExitStack, app: ConvocoreApp) -> Side:
     client = await stack.enter_async_context(AsyncTestClient(app))
-    side = Side(app)
+    side = Side(app, client)
     for name in ("ann", "bob", "cyd"):
         credentials = {"username": name, "password": "correct horse"}
         assert (await client.post("/api/register/", json=credentials)).status_code == 201
@@ -111,7 +112,7 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _call(side: Side, step: Step, number: int) -> list[dict[str, Any]]:
+def _call(side: Side, step: Step, number: int) -> list[dict[str, Any]]:
     given = {name for name, _ in step.headers}
     headers = [(b"x-request-id", f"step-{number}".encode()), *step.headers]
     if b"host" not in given:
@@ -150,7 +151,10 @@ async def _call(side: Side, step: Step, number: int) -> list[dict[str, Any]]:
         sent.append(message)
 
     before = side.passed_on
-    await side.app(scope, receive, send)
+    # On the client's event loop, where the app's lifespan opened its storage (an asyncpg
+    # connection belongs to the loop that made it), as the client's own requests run.
+    with side.client.portal() as portal:
+        portal.call(side.app, scope, receive, send)
     if side.app.hot_routes is not None:
         assert (side.passed_on == before) == step.hot, f"step {number} {step}: hot path {'not ' * step.hot}taken"
     return sent
@@ -251,7 +255,7 @@ async def _run_both(tmp_path: Path, steps: list[Step], **settings: Any) -> tuple
             got: tuple[list[Any], list[Any]] = ([], [])
             for number, step in enumerate(steps):  # alternated, so both see the same moments
                 for side, answers in zip((hot, framework), got, strict=True):
-                    answers.append(_comparable(await _call(side, step, number)))
+                    answers.append(_comparable(_call(side, step, number)))
             await stack.aclose()
             return got[0], got[1], [hot, framework]
 
@@ -285,7 +289,7 @@ async def test_they_count_requests_as_the_framework_does(tmp_path: Path) -> None
                 side = await _started(stack, _app(store, hot_routes=on))
                 before = snapshot()
                 for number, step in enumerate(steps):
-                    await _call(side, step, number)
+                    _call(side, step, number)
                 after = snapshot()
                 deltas.append({key: n - before.get(key, 0) for key, n in after.items() if n != before.get(key, 0)})
     assert deltas[0] == deltas[1]
@@ -312,7 +316,7 @@ async def test_an_unexpected_error_is_a_logged_500_with_the_request_id(
                 app = _app(store, hot_routes=on)
                 app.state.container.post_message.override(providers.Object(Broken()))
                 side = await _started(stack, app)
-                answers.append(_comparable(await _call(side, steps[0], 7)))
+                answers.append(_comparable(_call(side, steps[0], 7)))
     assert answers[0] == answers[1]
     assert answers[0][0]["status"] == 500
     assert seen == ["step-7", "step-7"]
