@@ -164,7 +164,7 @@ if tuple(column.key for column in tables.messages.columns) != MESSAGE_RECORD:
 
 
 def message_from_record(record: Sequence[Any]) -> Message:
-    """A message from a row of ``messages.select()`` read by position (``Result.tuples()``)."""
+    """A message from a row of ``messages.select()`` read by position (``Result.all()``)."""
     conversation_id, seq, id_, sender_id, body, client_id, reply_to, created_at, edited_at, deleted = record
     return Message(
         id=id_,

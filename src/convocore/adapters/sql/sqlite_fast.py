@@ -94,7 +94,7 @@ class Result:
         out: list[Sequence[Any]] = []
         for record in self._records:
             values = list(record)
-            for index, _, _, process in processed:
+            for index, process in processed:
                 values[index] = process(record[index])
             out.append(values)
         return out
@@ -105,14 +105,11 @@ class Result:
     def by_name(self) -> list[Row]:
         rows = self._rows
         if rows is None:
-            plan = self._plan
-            names, columns, processed = plan.names, plan.columns, plan.processed
+            names, columns = self._plan.names, self._plan.columns
             rows = self._rows = []
-            for record in self._records:
-                row = Row(zip(names, record, strict=True))
-                row.update(zip(columns, record, strict=True))
-                for index, name, column, process in processed:
-                    row[name] = row[column] = process(record[index])
+            for values in self.all():
+                row = Row(zip(names, values, strict=True))
+                row.update(zip(columns, values, strict=True))
                 rows.append(row)
         return rows
 
@@ -142,19 +139,17 @@ class _Plan:
         self.binds: list[tuple[str, Any, Processor]] = [
             (name, compiled.binds[name].value, cast(Processor, processors.get(name))) for name in names
         ]
-        # A row is built from the columns' names and the record, and from their Columns and the
-        # record, in two C-level steps; then the columns whose type processes what SQLite
-        # returns (datetimes, booleans) are replaced under both keys.
+        # Only the columns whose type processes what SQLite returns (datetimes, booleans) are
+        # touched per record; a row by name is then built from the columns' names and the values,
+        # and from their Columns and the values, in two C-level steps.
         columns = [
             (entry[0], _column_of(entry[2]), entry[3]._cached_result_processor(dialect, None))
             for entry in compiled._result_columns
         ]
         self.names: tuple[str, ...] = tuple(name for name, _, _ in columns)
         self.columns: tuple[Any, ...] = tuple(column for _, column, _ in columns)
-        self.processed: tuple[tuple[int, str, Any, Callable[[Any], Any]], ...] = tuple(
-            (index, name, column, process)
-            for index, (name, column, process) in enumerate(columns)
-            if process is not None
+        self.processed: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
+            (index, process) for index, (_, _, process) in enumerate(columns) if process is not None
         )
 
 
