@@ -28,9 +28,14 @@ def provide_container(state: State) -> Container:
     return container
 
 
+def header_of(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of the request's header ``name`` (lower case, as ASGI gives names)."""
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
 def bearer_of(scope: Scope) -> str:
     """The token of the request's ``Authorization: Bearer <token>`` header; "" for anything else."""
-    header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+    header = header_of(scope, b"authorization") or b""
     scheme, _, token = header.decode("latin-1").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 

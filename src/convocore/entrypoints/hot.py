@@ -29,7 +29,7 @@ from litestar._asgi.utils import is_valid_host  # the router's own check, so bot
 from convocore.domain.errors import DomainError
 from convocore.entrypoints import schemas as s
 from convocore.entrypoints.container import Container
-from convocore.entrypoints.deps import bearer_of
+from convocore.entrypoints.deps import bearer_of, header_of
 from convocore.entrypoints.errors import PROBLEM_JSON, domain_problem, internal_problem
 from convocore.entrypoints.logs import HEADER as REQUEST_ID
 from convocore.entrypoints.logs import request_id, request_id_of
@@ -72,11 +72,11 @@ class HotRoutes:
 
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         method, path = scope["method"], scope["path"]
-        host = _header(scope, b"host")
+        host = header_of(scope, b"host")
         if (
             scope.get("root_path")
             or (host is not None and not is_valid_host(host))  # Litestar's router answers 400
-            or (self._cors and _header(scope, b"origin") is not None)
+            or (self._cors and header_of(scope, b"origin") is not None)
         ):
             pass
         elif method == "POST" and path in SEND_PATHS:
@@ -186,12 +186,8 @@ class HotRoutes:
             request_id.reset(reset)
 
 
-def _header(scope: Any, name: bytes) -> bytes | None:
-    return next((value for key, value in scope["headers"] if key == name), None)
-
-
 def _content_length(scope: Any) -> int | None:
-    value = _header(scope, b"content-length")
+    value = header_of(scope, b"content-length")
     return int(value) if value is not None and _DECIMAL.fullmatch(value) else None
 
 
