@@ -1,6 +1,6 @@
 """Instructions per REST send, counted by callgrind: an A/B for levers smaller than the noise.
 
-    python -m benchmarks.instructions [--sends 200] [--route send|history] [--pythonpath DIR]
+    python -m benchmarks.instructions [--sends 200] [--route send|history] [--client-ids] [--pythonpath DIR]
 
 CPU time on a shared VM moves by 2x between runs of the same code minutes apart, which hides a
 lever worth 5-10%; an instruction count barely moves. The server (`convocore serve` on its
@@ -8,7 +8,8 @@ default SQLite file, in a temporary directory) runs under `valgrind --tool=callg
 instrumentation off; one client sets up a user and a group, then instrumentation is switched on
 (`callgrind_control -i on`) for ``--sends`` posts one at a time, and off again. With
 ``--route history``, 60 messages are posted first, uninstrumented, and what is counted is as
-many GETs of the newest page of 50. What is counted
+many GETs of the newest page of 50. ``--client-ids`` gives each post a ``client_id``, as the
+REST and fan-out workloads' posts have (and as a client that retries would). What is counted
 is the whole process over that stretch (its timers and the WAL checkpoint thread included,
 a few percent at most). ``--pythonpath`` puts another checkout's ``src`` in front (the "before"
 of an A/B). The send limit is lifted (CONVOCORE_SEND_LIMIT) so one user can post them all; the
@@ -38,7 +39,7 @@ _SETUP = {
 }
 
 
-def count(sends: int, *, pythonpath: str | None, route: str = "send") -> int:
+def count(sends: int, *, pythonpath: str | None, route: str = "send", client_ids: bool = False) -> int:
     """Instructions the server ran while serving ``sends`` requests of ``route`` (a post, or a
     page of history), one at a time."""
     valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
@@ -66,7 +67,7 @@ def count(sends: int, *, pythonpath: str | None, route: str = "send") -> int:
                 auth = {"Authorization": f"Bearer {token}"}
                 if route == "history":
                     for i in range(60):
-                        _post(client, auth, conversation, i)
+                        _post(client, auth, conversation, i, client_ids)
                 subprocess.run([control, "-i", "on", str(server.pid)], check=True, capture_output=True)
                 for i in range(sends):
                     if route == "history":
@@ -74,7 +75,7 @@ def count(sends: int, *, pythonpath: str | None, route: str = "send") -> int:
                         if page.status_code != 200 or len(page.json()["items"]) != 50:
                             raise SystemExit(f"page {i}: {page.status_code} {page.text[:300]}")
                     else:
-                        _post(client, auth, conversation, i)
+                        _post(client, auth, conversation, i, client_ids)
                 subprocess.run([control, "-i", "off", str(server.pid)], check=True, capture_output=True)
         finally:
             server.send_signal(signal.SIGINT)
@@ -85,8 +86,10 @@ def count(sends: int, *, pythonpath: str | None, route: str = "send") -> int:
         return int(found[1])
 
 
-def _post(client: httpx.Client, auth: dict[str, str], conversation: str, i: int) -> None:
+def _post(client: httpx.Client, auth: dict[str, str], conversation: str, i: int, client_id: bool) -> None:
     body = {"conversation_id": conversation, "body": f"{i:05d}" + "x" * 95}
+    if client_id:
+        body["client_id"] = f"counted-{i}"
     response = client.post("/api/messages/", json=body, headers=auth)
     if response.status_code != 201:
         raise SystemExit(f"send {i}: {response.status_code} {response.text}")
@@ -120,9 +123,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__.split("\n")[0])
     parser.add_argument("--sends", type=int, default=200)
     parser.add_argument("--route", choices=("send", "history"), default="send", help="history: newest page of 50")
+    parser.add_argument("--client-ids", action="store_true", help="each post with a client_id")
     parser.add_argument("--pythonpath", help="another checkout's src, in front of this one's")
     args = parser.parse_args()
-    total = count(args.sends, pythonpath=args.pythonpath, route=args.route)
+    total = count(args.sends, pythonpath=args.pythonpath, route=args.route, client_ids=args.client_ids)
     if args.route == "history":
         print(f"server instructions over {args.sends} pages: {total:,}; per history page: {total / args.sends:,.0f}")
     else:

@@ -404,6 +404,28 @@ async def test_messages_are_found_by_seq_and_by_client_id_and_saved(new_uow: Uni
         assert await uow.messages.get("c1", 2) == second
 
 
+async def test_a_client_id_used_before_stores_nothing_and_the_transaction_goes_on(new_uow: UnitOfWorkFactory) -> None:
+    first = message("c1", 1, client_id="k1")
+    await store(new_uow, ALICE, BOB, group("c1"), first)
+    async with new_uow() as uow:
+        retried = message("c1", 2, client_id="k1")
+        retried.body = "a retry"
+        assert await uow.messages.add(retried) is False
+        assert await uow.messages.get("c1", 2) is None
+        assert await uow.messages.get_by_client_id("c1", ALICE.id, "k1") == first
+        # The refused insert did not end the transaction (PostgreSQL aborts one on an error).
+        assert await uow.messages.add(message("c1", 2, client_id="k2")) is True
+        assert await uow.messages.add(message("c1", 3, sender=BOB, client_id="k1")) is True
+        await uow.commit()
+    async with new_uow() as uow:
+        page = await uow.messages.page("c1", before=None, after=None, limit=10)
+    assert [(m.seq, m.client_id, m.body) for m in page] == [
+        (1, "k1", "message 1"),
+        (2, "k2", "message 2"),
+        (3, "k1", "message 3"),
+    ]
+
+
 async def test_a_seq_used_twice_is_a_conflict(new_uow: UnitOfWorkFactory) -> None:
     await with_history(new_uow, "c1", 1)
     async with new_uow() as uow:

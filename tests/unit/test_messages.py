@@ -66,6 +66,24 @@ async def test_a_repeated_client_id_returns_the_original_and_announces_nothing(c
     assert [m.body for m in page] == ["once"]
 
 
+async def test_a_retry_is_answered_with_its_original_even_when_it_would_not_be_valid_now(chat: Chat) -> None:
+    conversation_id, ann, *_ = await chat.team()
+    first = await chat.post.execute(user_id=ann.id, conversation_id=conversation_id, body="once", client_id="c-1")
+
+    again = await chat.post.execute(
+        user_id=ann.id, conversation_id=conversation_id, body="twice?", client_id="c-1", reply_to=99
+    )
+    with pytest.raises(Invalid) as raised:
+        await chat.post.execute(
+            user_id=ann.id, conversation_id=conversation_id, body="new", client_id="c-2", reply_to=99
+        )
+
+    assert (again.created, again.message) == (False, first.message)
+    assert raised.value.field == "reply_to"
+    page, _ = await chat.list_messages.execute(user_id=ann.id, conversation_id=conversation_id)
+    assert [m.seq for m in page] == [1]
+
+
 async def test_concurrent_retries_with_one_client_id_post_once(chat: Chat) -> None:
     conversation_id, ann, *_ = await chat.team()
 

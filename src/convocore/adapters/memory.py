@@ -241,17 +241,18 @@ class MemoryMessageRepository:
     def __init__(self, store: MemoryStore, journal: _Journal) -> None:
         self._s, self._j = store, journal
 
-    async def add(self, message: Message) -> None:
+    async def add(self, message: Message) -> bool:
         history = self._s.messages.setdefault(message.conversation_id, [])
-        if message.seq != len(history) + 1:
-            raise Conflict("seq must follow the last one", field="seq")
         key = (message.conversation_id, message.sender_id, message.client_id or "")
         if message.client_id is not None and key in self._s.client_ids:
-            raise Conflict("that client_id was already used", field="client_id")
+            return False
+        if message.seq != len(history) + 1:
+            raise Conflict("seq must follow the last one", field="seq")
         history.append(_copy(message))
         self._j.undo.append(lambda: history.__delitem__(-1))
         if message.client_id is not None:
             self._j.put(self._s.client_ids, key, message.seq)
+        return True
 
     async def get(self, conversation_id: str, seq: int) -> Message | None:
         history = self._s.messages.get(conversation_id, [])

@@ -76,20 +76,32 @@ class PostMessage:
             conversation, sender = await load_for_member(
                 uow, conversation_id=conversation_id, user_id=user_id, for_update=True
             )
-            if client_id is not None:
+            try:
+                message = messages.post(
+                    conversation,
+                    sender=sender,
+                    message_id=self._ids.new_id(),
+                    body=body,
+                    client_id=client_id,
+                    reply_to=reply_to,
+                    now=self._clock.now(),
+                )
+            except Invalid:  # a retry is answered with its original even if it is not valid now
+                if client_id is None:
+                    raise
                 original = await uow.messages.get_by_client_id(conversation_id, user_id, client_id)
-                if original is not None:
-                    return Posted(message=original, created=False)
-            message = messages.post(
-                conversation,
-                sender=sender,
-                message_id=self._ids.new_id(),
-                body=body,
-                client_id=client_id,
-                reply_to=reply_to,
-                now=self._clock.now(),
-            )
-            await uow.messages.add(message)
+                if original is None:
+                    raise
+                return Posted(message=original, created=False)
+            # The client_id is checked by the insert itself (one statement, not a lookup
+            # first): a retry stores nothing and is answered with the original. Leaving the
+            # block without commit drops what posting changed in memory.
+            if not await uow.messages.add(message):
+                assert client_id is not None
+                original = await uow.messages.get_by_client_id(conversation_id, user_id, client_id)
+                if original is None:  # the insert saw it: it is there
+                    raise RuntimeError("a client_id reported used has no message")
+                return Posted(message=original, created=False)
             await uow.conversations.save(conversation)
             await uow.members.save(sender)
             await uow.commit()

@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from convocore.adapters.sql import sqlite_fast, tables
 from convocore.adapters.sql.rows import (
@@ -330,7 +331,15 @@ class SqlAlchemyMemberRepository:
         self._seen.pop((conversation_id, user_id), None)
 
 
-_MESSAGE_INSERT = _built(insert(_messages))
+# A post stores its message in one statement whether or not its client_id was used before: the
+# unique index on (conversation, sender, client_id) answers that in the INSERT (rowcount 0 when
+# it was), where a SELECT ahead of every INSERT asked the same index a second time. SQLite and
+# PostgreSQL spell ON CONFLICT alike but SQLAlchemy builds it per dialect.
+_CLIENT_ID_KEY = ("conversation_id", "sender_id", "client_id")
+_MESSAGE_INSERT = {
+    "sqlite": _built(sqlite.insert(_messages).on_conflict_do_nothing(index_elements=_CLIENT_ID_KEY)),
+    "postgresql": _built(postgresql.insert(_messages).on_conflict_do_nothing(index_elements=_CLIENT_ID_KEY)),
+}  # by dialect name
 _MESSAGE_BY_KEY = _built(_messages.select().where(_by(_messages, "conversation_id", "seq")))
 _MESSAGE_BY_CLIENT_ID = _built(_messages.select().where(_by(_messages, "conversation_id", "sender_id", "client_id")))
 _save_message = _Saver(_messages, "conversation_id", "seq", insert_missing=False)
@@ -358,14 +367,16 @@ _PAGES = {
 
 
 class SqlAlchemyMessageRepository:
-    def __init__(self, execute: Execute) -> None:
+    def __init__(self, execute: Execute, dialect: str) -> None:
         self._execute = execute
+        self._insert = _MESSAGE_INSERT[dialect]
         self._seen: _Seen = {}
 
-    async def add(self, message: Message) -> None:
+    async def add(self, message: Message) -> bool:
         # Contiguous seqs are the conversation's job (it allocates them under the row lock);
         # the primary key still refuses a seq used twice.
-        await self._execute(_MESSAGE_INSERT, message_values(message))
+        result = await self._execute(self._insert, message_values(message))
+        return bool(result.rowcount)
 
     async def get(self, conversation_id: str, seq: int) -> Message | None:
         row = await _first(self._execute, _MESSAGE_BY_KEY, {"k_conversation_id": conversation_id, "k_seq": seq})

@@ -209,20 +209,20 @@ async def drop_schema(engine: AsyncEngine) -> None:
 class _Repositories:
     """The SQL repositories of a unit of work, all running their statements through ``execute``."""
 
-    def __init__(self, execute: Execute) -> None:
+    def __init__(self, execute: Execute, dialect: str) -> None:
         # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
         self.users: UserRepository = SqlAlchemyUserRepository(execute)
         self.sessions: SessionRepository = SqlAlchemySessionRepository(execute)
         self.conversations: ConversationRepository = SqlAlchemyConversationRepository(execute)
         self.members: MemberRepository = SqlAlchemyMemberRepository(execute)
-        self.messages: MessageRepository = SqlAlchemyMessageRepository(execute)
+        self.messages: MessageRepository = SqlAlchemyMessageRepository(execute, dialect)
 
 
 class SqlAlchemyUnitOfWork(_Repositories):
     """Holds one pooled connection for the whole block; leaving it rolls back what was not committed."""
 
     def __init__(self, *, engine: AsyncEngine) -> None:
-        super().__init__(self._execute)
+        super().__init__(self._execute, engine.dialect.name)
         self._engine = engine
         self._connection: AsyncConnection | None = None
 
@@ -389,7 +389,7 @@ class SqliteUnitOfWork(_Repositories):
     repositories and statements as ``SqlAlchemyUnitOfWork``, run straight on ``sqlite3``."""
 
     def __init__(self, link: _SqliteLink) -> None:
-        super().__init__(self._execute)
+        super().__init__(self._execute, "sqlite")
         self._link = link
         self._raw: sqlite3.Connection | None = None
 
