@@ -370,6 +370,31 @@ async def test_members_are_listed_in_joining_order_saved_and_removed(new_uow: Un
         assert await uow.conversations.inbox(user_id=CAROL.id, before=None, limit=10) == []
 
 
+@pytest.mark.parametrize("for_update", [False, True])
+async def test_a_conversation_is_read_with_one_member_and_both_save_as_read(
+    new_uow: UnitOfWorkFactory, for_update: bool
+) -> None:
+    conversation, bob = group("c1", title="Read together"), member("c1", BOB, last_read_seq=3)
+    conversation.record_activity(now=at(5))
+    await store(new_uow, ALICE, BOB, CAROL, conversation, group("c2"), member("c1", ALICE), bob, member("c2", CAROL))
+    async with new_uow() as uow:
+        assert await uow.conversations.get_with_member("c1", BOB.id, for_update=for_update) == (conversation, bob)
+        assert await uow.conversations.get_with_member("c1", CAROL.id, for_update=for_update) == (conversation, None)
+        assert await uow.conversations.get_with_member("c9", BOB.id, for_update=for_update) == (None, None)
+        # What was read is what a save compares with: change one column of each, save both.
+        found, reader = await uow.conversations.get_with_member("c1", BOB.id, for_update=for_update)
+        assert found is not None and reader is not None
+        found.record_activity(now=at(6))
+        reader.last_read_seq = found.last_seq
+        await uow.conversations.save(found)
+        await uow.members.save(reader)
+        await uow.commit()
+    async with new_uow() as uow:
+        assert await uow.conversations.get_with_member("c1", BOB.id) == (found, reader)
+        assert await uow.members.get("c1", ALICE.id) == member("c1", ALICE)
+        assert await uow.conversations.get("c2") == group("c2")
+
+
 async def test_adding_a_member_twice_is_a_conflict(new_uow: UnitOfWorkFactory) -> None:
     await store(new_uow, ALICE, group("c1"), member("c1", ALICE))
     async with new_uow() as uow:

@@ -169,6 +169,15 @@ class MemoryConversationRepository:
         conversation = self._s.conversations.get(conversation_id)
         return _copy(conversation) if conversation else None
 
+    async def get_with_member(
+        self, conversation_id: str, user_id: str, *, for_update: bool = False
+    ) -> tuple[Conversation | None, Member | None]:
+        conversation = await self.get(conversation_id)
+        if conversation is None:
+            return None, None
+        member = self._s.members.get(conversation_id, {}).get(user_id)
+        return conversation, _copy(member) if member else None
+
     async def get_direct(self, key: str) -> Conversation | None:
         conversation_id = self._s.directs.get(key)
         return await self.get(conversation_id) if conversation_id else None

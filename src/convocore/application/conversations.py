@@ -55,10 +55,10 @@ async def load_for_member(
     With ``for_update`` the conversation row is locked before the member is read, so every
     writer of member rows (posts move read markers, role changes) is serialised by that lock.
     """
-    conversation = await uow.conversations.get(conversation_id, for_update=for_update)
+    conversation, member = await uow.conversations.get_with_member(conversation_id, user_id, for_update=for_update)
     if conversation is None:
         raise NotFound("no such conversation")
-    return conversation, require_member(await uow.members.get(conversation_id, user_id))
+    return conversation, require_member(member)
 
 
 PAGE_MAX = 200

@@ -61,6 +61,12 @@ class ConversationRepository(Protocol):
     async def get(self, conversation_id: str, *, for_update: bool = False) -> Conversation | None:
         """``for_update`` holds the row until commit, so sequence numbers never race."""
 
+    async def get_with_member(
+        self, conversation_id: str, user_id: str, *, for_update: bool = False
+    ) -> tuple[Conversation | None, Member | None]:
+        """The conversation and the user's membership of it (None where either is missing),
+        read as ``get`` and then ``MemberRepository.get`` would, the member after the lock."""
+
     async def get_direct(self, key: str) -> Conversation | None: ...
     async def save(self, conversation: Conversation) -> None: ...
     async def inbox(self, *, user_id: str, before: InboxCursor | None, limit: int) -> list[InboxEntry]:

@@ -25,9 +25,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from convocore.adapters.sql import sqlite_fast, tables
 from convocore.adapters.sql.rows import (
+    CONVERSATION_RECORD,
+    MEMBER_RECORD,
     Values,
+    conversation_from_record,
     conversation_from_row,
     conversation_values,
+    member_from_record,
     member_from_row,
     member_values,
     message_from_record,
@@ -215,11 +219,26 @@ _MEMBERSHIPS = _built(
     .where(_by(_members, "user_id"))
 )
 _save_conversation = _Saver(_conversations, "id")
+# SQLite: the conversation and one member in one statement (every unit of work there runs
+# alone, so nothing can change between two reads anyway).
+_CONVERSATION_WITH_MEMBER = _built(
+    select(_conversations, _members)
+    .select_from(
+        _conversations.outerjoin(
+            _members,
+            and_(_members.c.conversation_id == _conversations.c.id, _members.c.user_id == bindparam("k_user_id")),
+        )
+    )
+    .where(_by(_conversations, "id"))
+)
+_SPLIT = len(CONVERSATION_RECORD)
 
 
 class SqlAlchemyConversationRepository:
-    def __init__(self, execute: Execute) -> None:
+    def __init__(self, execute: Execute, dialect: str, members: "SqlAlchemyMemberRepository") -> None:
         self._execute = execute
+        self._one_read = dialect == "sqlite"
+        self._members = members
         self._seen: _Seen = {}
 
     async def add(self, conversation: Conversation) -> None:
@@ -230,6 +249,29 @@ class SqlAlchemyConversationRepository:
     async def get(self, conversation_id: str, *, for_update: bool = False) -> Conversation | None:
         statement = _CONVERSATION_FOR_UPDATE if for_update else _CONVERSATION_BY_ID
         return self._seen_row(await _first(self._execute, statement, {"k_id": conversation_id}))
+
+    async def get_with_member(
+        self, conversation_id: str, user_id: str, *, for_update: bool = False
+    ) -> tuple[Conversation | None, Member | None]:
+        if not self._one_read:
+            # PostgreSQL: the member is read once the conversation's row lock is held (a join
+            # would lock the conversation but could return the member row from before it).
+            conversation = await self.get(conversation_id, for_update=for_update)
+            if conversation is None:
+                return None, None
+            return conversation, await self._members.get(conversation_id, user_id)
+        params = {"k_id": conversation_id, "k_user_id": user_id}
+        # By position: rows by name cost more than the entities made from them (as for pages).
+        records = (await self._execute(_CONVERSATION_WITH_MEMBER, params)).all()
+        if not records:
+            return None, None
+        record = tuple(records[0])
+        conversation_part, member_part = record[:_SPLIT], record[_SPLIT:]
+        self._seen[(conversation_id,)] = dict(zip(CONVERSATION_RECORD, conversation_part, strict=True))
+        if member_part[0] is None:  # the outer join found no member
+            return conversation_from_record(conversation_part), None
+        self._members.remember(dict(zip(MEMBER_RECORD, member_part, strict=True)))
+        return conversation_from_record(conversation_part), member_from_record(member_part)
 
     async def get_direct(self, key: str) -> Conversation | None:
         return self._seen_row(await _first(self._execute, _CONVERSATION_BY_DIRECT_KEY, {"k_direct_key": key}))
@@ -316,6 +358,10 @@ class SqlAlchemyMemberRepository:
             return None
         self._seen[(conversation_id, user_id)] = row
         return member_from_row(row)
+
+    def remember(self, row: Mapping[str, Any]) -> None:
+        """A member row read along with another table's (what a save compares with)."""
+        self._seen[(row["conversation_id"], row["user_id"])] = row
 
     async def list(self, conversation_id: str) -> list[Member]:
         return [

@@ -146,6 +146,53 @@ def message_from_row(row: RowMapping) -> Message:
     )
 
 
+# The order of each table's columns, as a ``select()`` of the table returns them and the
+# ``*_from_record`` functions unpack them (checked here, at import).
+CONVERSATION_RECORD = (
+    "id",
+    "kind",
+    "title",
+    "public",
+    "created_by",
+    "created_at",
+    "last_activity_at",
+    "last_seq",
+    "member_count",
+    "direct_key",
+)
+MEMBER_RECORD = ("conversation_id", "user_id", "role", "joined_at", "last_read_seq")
+for _table, _record in ((tables.conversations, CONVERSATION_RECORD), (tables.members, MEMBER_RECORD)):
+    if tuple(column.key for column in _table.columns) != _record:
+        raise RuntimeError(f"the {_table.name} table's columns moved: update its record and from_record")
+
+
+def conversation_from_record(record: Sequence[Any]) -> Conversation:
+    id_, kind, title, public, created_by, created_at, last_activity_at, last_seq, member_count, direct_key = record
+    return Conversation(
+        id=id_,
+        kind=Kind(kind),
+        title=title,
+        public=public,
+        created_by=created_by,
+        created_at=created_at,
+        last_activity_at=last_activity_at,
+        last_seq=last_seq,
+        member_count=member_count,
+        direct_key=direct_key,
+    )
+
+
+def member_from_record(record: Sequence[Any]) -> Member:
+    conversation_id, user_id, role, joined_at, last_read_seq = record
+    return Member(
+        conversation_id=conversation_id,
+        user_id=user_id,
+        role=Role(role),
+        joined_at=joined_at,
+        last_read_seq=last_read_seq,
+    )
+
+
 # The order of ``messages.select()``'s columns, which ``message_from_record`` unpacks.
 MESSAGE_RECORD = (
     "conversation_id",

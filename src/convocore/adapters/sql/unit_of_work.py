@@ -213,8 +213,9 @@ class _Repositories:
         # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
         self.users: UserRepository = SqlAlchemyUserRepository(execute)
         self.sessions: SessionRepository = SqlAlchemySessionRepository(execute)
-        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(execute)
-        self.members: MemberRepository = SqlAlchemyMemberRepository(execute)
+        members = SqlAlchemyMemberRepository(execute)
+        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(execute, dialect, members)
+        self.members: MemberRepository = members
         self.messages: MessageRepository = SqlAlchemyMessageRepository(execute, dialect)
 
 
