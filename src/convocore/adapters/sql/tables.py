@@ -1,6 +1,8 @@
 """The schema as SQLAlchemy Core tables, portable between SQLite and PostgreSQL."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine.processors import str_to_datetime
 from sqlalchemy.types import TypeEngine
 
 from convocore.domain.conversations import TITLE_MAX
@@ -70,6 +73,37 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    # On SQLite each value went through two layers, this type's method and then the dialect's
+    # DATETIME text conversion (a format with a dict of seven fields, or a parse), several
+    # Python calls a value; a post binds and reads six. These do both steps at once, to the same
+    # text and back (tests/unit/test_utc_datetime.py holds them to SQLAlchemy's own).
+
+    def bind_processor(self, dialect: Dialect) -> "_Processor | None":
+        return _sqlite_bind if dialect.name == "sqlite" else super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> "_Processor | None":
+        return _sqlite_result if dialect.name == "sqlite" else super().result_processor(dialect, coltype)
+
+
+_Processor = Callable[[Any], Any]
+
+
+def _sqlite_bind(value: datetime | None) -> str | None:
+    """``process_bind_param`` then SQLite's DATETIME storage format, ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous; pass an aware one")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_result(value: str | None) -> datetime | None:
+    """SQLite's DATETIME text (as SQLAlchemy parses it) as an aware UTC datetime."""
+    if value is None:
+        return None
+    parsed: datetime = str_to_datetime(value)
+    return parsed.replace(tzinfo=UTC)
 
 
 users = Table(
