@@ -1,6 +1,7 @@
 """The socket frames written straight to the transport (entrypoints/direct.py) are exactly the
 bytes the websockets library would put on the wire for the same text."""
 
+import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -57,14 +58,66 @@ def _protocol() -> WebSocketProtocol:
     return protocol
 
 
-def test_frames_go_straight_to_the_transport_of_the_protocol_serve_runs() -> None:
+async def test_frames_go_straight_to_the_transport_of_the_protocol_serve_runs() -> None:
     protocol = _protocol()
     writer = DirectWriter.of(protocol.send)
     assert writer is not None
 
     assert writer.write('{"type":"pong"}')
+    await asyncio.sleep(0)  # the end of this round of the loop
 
     assert protocol.transport.written == [text_frame('{"type":"pong"}')]  # type: ignore[attr-defined]
+
+
+async def test_a_sockets_frames_of_one_round_are_written_together_in_order() -> None:
+    protocols = [_protocol(), _protocol()]
+    writers = [DirectWriter.of(protocol.send) for protocol in protocols]
+    assert writers[0] is not None and writers[1] is not None
+
+    for n in range(3):
+        assert writers[0].write(f'{{"n":{n}}}')
+    assert writers[1].write('{"n":9}')
+    assert protocols[0].transport.written == []  # type: ignore[attr-defined]
+    await asyncio.sleep(0)
+    assert writers[0].write('{"n":3}')  # the next round
+    await asyncio.sleep(0)
+
+    assert protocols[0].transport.written == [  # type: ignore[attr-defined]
+        text_frame('{"n":0}') + text_frame('{"n":1}') + text_frame('{"n":2}'),
+        text_frame('{"n":3}'),
+    ]
+    assert protocols[1].transport.written == [text_frame('{"n":9}')]  # type: ignore[attr-defined]
+
+
+async def test_frames_waiting_for_the_round_go_before_the_long_way_and_never_after_a_close() -> None:
+    protocol = _protocol()
+
+    async def server_send(message: dict[str, object]) -> None:
+        protocol.transport.write(repr(message).encode())  # type: ignore[attr-defined]
+
+    socket = Connection(
+        send=server_send,
+        user_id="u",
+        session_id="s",
+        expires_at=datetime(2100, 1, 1, tzinfo=UTC),
+        queue_size=8,
+        direct=DirectWriter.of(protocol.send),
+    )
+    socket.offer('{"n":1}')
+    protocol.conn.extensions = ["permessage-deflate"]  # now only the long way will do
+    socket.offer('{"n":2}')
+    assert protocol.transport.written == [  # type: ignore[attr-defined]
+        text_frame('{"n":1}'),
+        repr({"type": "websocket.send", "text": '{"n":2}'}).encode(),
+    ]
+
+    protocol.conn.extensions = []
+    closing = _protocol()
+    writer = DirectWriter.of(closing.send)
+    assert writer is not None and writer.write('{"n":3}')
+    closing.conn.state = State.CLOSING  # the close handshake began within the round
+    await asyncio.sleep(0)
+    assert closing.transport.written == []  # type: ignore[attr-defined]
 
 
 def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
@@ -93,8 +146,8 @@ async def test_a_socket_that_fails_to_write_does_not_stop_delivery_to_the_others
 
     async def server_send(message: dict[str, object]) -> None: ...
 
-    protocol = _protocol()
-    protocol.transport.write = broken  # type: ignore[attr-defined]
+    protocols = [_protocol() for _ in range(3)]
+    protocols[0].transport.write = broken  # type: ignore[attr-defined]
     sockets = [
         Connection(
             send=server_send,
@@ -102,10 +155,14 @@ async def test_a_socket_that_fails_to_write_does_not_stop_delivery_to_the_others
             session_id="s",
             expires_at=datetime(2100, 1, 1, tzinfo=UTC),
             queue_size=8,
-            direct=DirectWriter.of(protocol.send) if i == 0 else None,
+            direct=DirectWriter.of(protocol.send),
         )
-        for i in range(2)
+        for protocol in protocols
     ]
 
     for socket in sockets:
         socket.offer('{"type":"pong"}')  # raises nothing
+    await asyncio.sleep(0)  # nor does writing them out at the end of the round
+
+    for protocol in protocols[1:]:
+        assert protocol.transport.written == [text_frame('{"type":"pong"}')]  # type: ignore[attr-defined]

@@ -12,14 +12,26 @@ the server's ``send`` belongs to ``WebSocketsSansIOProtocol``, the handshake is 
 extension (compression) was negotiated, and the socket is open and not pushing back. Anything
 else (another server, a paused or closing socket) returns False and the caller goes through the
 ASGI ``send`` instead, which handles every case.
+
+A socket's frames are gathered for the rest of the event loop's current round of work and
+written together once it is over (``call_soon``): one ``transport.write``, one ``send()`` and
+one TCP segment for all the frames a socket got in that round, where each frame cost one of
+each, and on loopback a segment's cost includes the receiving side's (docs/performance.md,
+lever 28). A post's ack and its own delivery to the sender's socket always share a round; under
+load, so do the deliveries of several messages to one room. Frames wait microseconds, never
+for a timer; whatever goes the long way first writes what waits, so the order holds.
 """
 
+import asyncio
+import logging
 import struct
+import weakref
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
+log = logging.getLogger("convocore.ws")
 _OPEN = State.OPEN
 _last: tuple[str, bytes] = ("", b"\x81\x00")
 
@@ -42,11 +54,48 @@ def text_frame(text: str) -> bytes:
     return data
 
 
+class _Round:
+    """The writers of one event loop with frames waiting, written out once the loop's current
+    round of callbacks is done."""
+
+    __slots__ = ("_loop", "_writers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._writers: list[DirectWriter] = []
+
+    def add(self, writer: "DirectWriter") -> None:
+        if not self._writers:
+            self._loop.call_soon(self._flush)
+        self._writers.append(writer)
+
+    def _flush(self) -> None:
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            try:
+                writer.flush()
+            except Exception as error:  # one socket's failure stays its own (the reader sees it too)
+                log.debug("socket write failed: %r", error)
+
+
+_rounds: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Round]" = weakref.WeakKeyDictionary()
+
+
+def _round() -> _Round:
+    loop = asyncio.get_running_loop()
+    found = _rounds.get(loop)
+    if found is None:
+        found = _rounds[loop] = _Round(loop)
+    return found
+
+
 class DirectWriter:
-    __slots__ = ("_protocol",)
+    __slots__ = ("_out", "_protocol", "_round")
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
+        self._out: list[bytes] | None = None  # frames waiting for the end of the round
+        self._round: _Round | None = None
 
     @classmethod
     def of(cls, server_send: Any) -> "DirectWriter | None":
@@ -59,7 +108,8 @@ class DirectWriter:
         return cls(protocol)
 
     def write(self, text: str) -> bool:
-        """Write ``text`` as one frame now, or say False (nothing written) to go the long way."""
+        """Take ``text`` as one frame, written at the end of this round of the loop, or say
+        False (nothing taken) to go the long way."""
         protocol = self._protocol
         conn = protocol.conn
         if (
@@ -71,5 +121,25 @@ class DirectWriter:
             or protocol.transport.is_closing()
         ):
             return False
-        protocol.transport.write(text_frame(text))
+        out = self._out
+        if out is None:
+            self._out = [text_frame(text)]
+            if self._round is None:
+                self._round = _round()
+            self._round.add(self)
+        else:
+            out.append(text_frame(text))
         return True
+
+    def flush(self) -> None:
+        """Write what waits, now. A socket that began closing since gets none of it: no data
+        frame may follow a close frame (an offer now would not be written either)."""
+        out, self._out = self._out, None
+        if not out:
+            return
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or protocol.conn.state is not _OPEN:
+            return
+        transport = protocol.transport
+        if not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))

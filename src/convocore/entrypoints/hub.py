@@ -124,8 +124,10 @@ class Connection:
         self.observer.offered()
         if self._writer is None:
             try:  # a failure here must stay this socket's: the caller is delivering to a room
-                if self._direct is not None and self._direct.write(frame):
-                    return
+                if self._direct is not None:
+                    if self._direct.write(frame):
+                        return
+                    self._direct.flush()  # what waits goes first
                 suspended = _step(self._write({"type": "websocket.send", "text": frame}))
             except Exception as error:  # the client is gone; the reader will see it too
                 self._failed(error)
@@ -181,6 +183,8 @@ class Connection:
                     self._writer.cancel()
             elif self._writer is not None:  # say why before closing, as far as the client reads
                 await asyncio.wait_for(asyncio.shield(self._writer), timeout=1)
+            if self._direct is not None:  # frames taken this round go before the close
+                self._direct.flush()
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception:  # the client may already be gone; nothing is lost by not telling it
             log.debug("close after disconnect", exc_info=True)
