@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("workloads", nargs="+", choices=["all", *ORDER])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and short steps (seconds)")
-    parser.add_argument("--relay", default=workloads.RELAY, choices=["websockets", "uvicorn"])
+    parser.add_argument(
+        "--relays",
+        default=",".join(workloads.RELAYS),
+        help="the ceiling's relays, comma-separated (coalesced, websockets, uvicorn); the first is the ceiling",
+    )
     parser.add_argument("--shapes", help="fan-out shapes to run, e.g. 10x100,100x10 (default: the issue's)")
     parser.add_argument("--output", type=Path, help="where to write the JSON (default benchmarks/results/)")
     args = parser.parse_args(argv)
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", file=sys.stderr, flush=True)
         started, busy = time.perf_counter(), procstat.machine_busy_s()
         work = workloads.WORKLOADS[name]
-        result = work(sizes, args.relay) if name == "ceiling" else work(sizes)  # type: ignore[call-arg]
+        relays = tuple(args.relays.split(","))
+        result = work(sizes, relays) if name == "ceiling" else work(sizes)  # type: ignore[call-arg]
         run["workloads"][name] = result
         wall = time.perf_counter() - started
         run["durations_s"][name] = round(wall, 1)
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         run["machine_cpu_pct"][name] = round(100 * (procstat.machine_busy_s() - busy) / wall)
     results = run["workloads"]
     run["ceiling_ratio"] = report.ratios(results)
+    run["ceiling_ratio_also"] = {f"{shape} {impl}": r for (shape, impl), r in report.other_ratios(results).items()}
     run["scaleout_added_latency"] = report.added_latency(results)
     run["targets"] = report.targets(results)
     output = args.output or RESULTS / f"{run['started_at'].replace(':', '')}{'-quick' if args.quick else ''}.json"
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} {shape} ran with a default changed: {change}")
     for shape, ratio in run["ceiling_ratio"].items():
         print(f"fan-out {shape} as a share of the bare relay: {ratio if ratio is None else f'{ratio:.0%}'}")
+    for (shape, impl), ratio in report.other_ratios(results).items():
+        print(f"fan-out {shape} as a share of the '{impl}' relay: {ratio if ratio is None else f'{ratio:.0%}'}")
     for name in ("fanout", "ceiling"):
         for shape, result in results.get(name, {}).items():
             first = result["steps"][0] if result["steps"] else None

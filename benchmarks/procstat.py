@@ -14,6 +14,21 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_s(pid: int) -> float:
+    """CPU time of all the process's threads: in nanoseconds from each thread's schedstat where
+    the kernel keeps one (a 0.3 s step of a fast server can use less than one 10 ms tick),
+    else in ticks from /proc/PID/stat."""
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat:
+                    total += int(schedstat.read().split()[0])
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+        if total > 0:
+            return total / 1e9
+    except (FileNotFoundError, ValueError, IndexError):
+        pass
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime

@@ -74,8 +74,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         ))  # fmt: skip
     for name, label in (("fanout", "2 fan-out"), ("ceiling", "6 bare relay")):
         for shape, r in results.get(name, {}).items():
-            who = f"{r['users']} users" if r["users"] else "no auth"
+            who = f"{r['users']} users" if r["users"] else f"no auth, {r.get('relay', 'websockets')}"
             out.append((f"{label} {shape}", f"{r['sockets']} sockets, {who}", *_fan(r["best"])))
+            for impl, other in r.get("also", {}).items():
+                out.append((f"{label} {shape}", f"{other['sockets']} sockets, no auth, {impl}", *_fan(other["best"])))
     if "history" in results:
         r = results["history"]
         for where in ("newest", "deep"):
@@ -122,6 +124,19 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         mine = results.get("fanout", {}).get(shape, {}).get("best")
         theirs = relay.get("best")
         out[shape] = round(mine["deliveries_per_s"] / theirs["deliveries_per_s"], 3) if mine and theirs else None
+    return out
+
+
+def other_ratios(results: dict[str, Any]) -> dict[tuple[str, str], float | None]:
+    """The fan-out against each relay run beside the ceiling."""
+    out: dict[tuple[str, str], float | None] = {}
+    for shape, relay in results.get("ceiling", {}).items():
+        mine = results.get("fanout", {}).get(shape, {}).get("best")
+        for impl, other in relay.get("also", {}).items():
+            theirs = other.get("best")
+            out[shape, impl] = (
+                round(mine["deliveries_per_s"] / theirs["deliveries_per_s"], 3) if mine and theirs else None
+            )
     return out
 
 

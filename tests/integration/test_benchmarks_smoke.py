@@ -61,6 +61,10 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
         assert workloads[name], name
         for shape in workloads[name].values():
             _fan_out_is_clean(shape)
+    for shape in workloads["ceiling"].values():  # the ceiling, and the relay it replaced beside it
+        assert shape["relay"] == "coalesced" and set(shape["also"]) == {"websockets"}
+        _fan_out_is_clean(shape["also"]["websockets"])
+    assert "as a share of the 'websockets' relay" in run.stdout
     for shape in workloads["fanout"].values():  # storing and authorising a message is never free
         assert all(step["server_us_per_msg"] > 0 for step in shape["steps"]), shape["steps"]
     assert "server CPU" in run.stdout and "us per message sent at the first step" in run.stdout
