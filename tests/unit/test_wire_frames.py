@@ -9,7 +9,11 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from convocore.domain import events as ev
+from convocore.domain.conversations import Conversation, Member, Role
+from convocore.domain.messages import Message
 from convocore.entrypoints.direct import DirectWriter, text_frame
+from convocore.entrypoints.frames import kind_of, route_of
 from convocore.entrypoints.hub import Connection
 from convocore.entrypoints.wsserver import WebSocketProtocol, _Flag
 
@@ -166,3 +170,29 @@ async def test_a_socket_that_fails_to_write_does_not_stop_delivery_to_the_others
 
     for protocol in protocols[1:]:
         assert protocol.transport.written == [text_frame('{"type":"pong"}')]  # type: ignore[attr-defined]
+
+
+def test_the_kind_counted_per_published_event_is_its_routes() -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    message = Message(
+        id="m", conversation_id="c", seq=1, sender_id="u", body="hi", client_id=None, reply_to=None, created_at=when
+    )
+    member = Member(conversation_id="c", user_id="u", role=Role.MEMBER, joined_at=when, last_read_seq=0)
+    group = Conversation.start_group(id="c", creator="u", title="t", public=False, now=when)
+    events: list[ev.Event] = [
+        ev.MessageCreated(message=message),
+        ev.MessageUpdated(message=message),
+        ev.MessageDeleted(message=message),
+        ev.MemberJoined(conversation_id="c", member=member),
+        ev.MemberLeft(conversation_id="c", user_id="u", removed_by="u"),
+        ev.MemberRoleChanged(conversation_id="c", member=member),
+        ev.ConversationUpdated(conversation=group),
+        ev.ReadMarkerMoved(conversation_id="c", user_id="u", seq=1),
+        ev.UserTyping(conversation_id="c", user_id="u"),
+        ev.PresenceChanged(user_id="u", online=True, conversation_ids=("c",)),
+        ev.SessionRevoked(user_id="u", session_id="s"),
+    ]
+    kinds = [kind_of(event) for event in events]
+
+    assert kinds == [route_of(event).kind for event in events]
+    assert len(set(kinds)) == 9  # the three without a kind of their own count as "event"
