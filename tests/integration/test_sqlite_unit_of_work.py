@@ -65,17 +65,114 @@ async def test_every_factory_of_an_engine_takes_turns_on_one_connection(engine: 
             order.append("holder in")
             inside.set()
             await asyncio.sleep(0.05)  # still holding its turn (and SQLite's write lock)
+            order.append("holder commits")
             await uow.commit()
-            order.append("holder out")
+            order.append("holder committed")
 
     async def waiter() -> None:
         await inside.wait()
         async with second() as uow:
             order.append("waiter in")
-            assert await uow.users.get("id-alice") is not None  # it sees the committed row
+            assert await uow.users.get("id-alice") is not None  # it sees the row committed with it
+        order.append("waiter out")  # not before the row it read is committed
 
     await asyncio.gather(holder(), waiter())
-    assert order == ["holder in", "holder out", "waiter in"]
+    # The turn is the holder's until its commit, which gives it up at once and returns once
+    # the COMMIT is done (group commit: below).
+    assert order[:3] == ["holder in", "holder commits", "waiter in"]
+    assert set(order[3:]) == {"holder committed", "waiter out"}
+
+
+def _traced(factory: SqlAlchemyUnitOfWorkFactory, seen: list[str]) -> None:
+    raw = factory.sqlite_connection()
+    assert raw is not None
+    raw.set_trace_callback(lambda sql: seen.append(sql.split()[0].upper()))
+
+
+async def test_units_committing_in_one_round_share_one_commit(engine: AsyncEngine) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    statements: list[str] = []
+    _traced(factory, statements)
+
+    async def add(name: str) -> None:
+        async with factory() as uow:
+            await uow.users.add(person(name))
+            await uow.commit()
+
+    await asyncio.gather(*(add(f"u{i}") for i in range(20)))
+    assert statements.count("BEGIN") == 1 and statements.count("COMMIT") == 1
+    assert statements.count("SAVEPOINT") == statements.count("RELEASE") == 19
+
+    statements.clear()
+    await add("later")  # a round of its own
+    assert statements == ["BEGIN", "INSERT", "COMMIT"]
+    SqlAlchemyUnitOfWorkFactory(engine=engine).close()  # what is committed is on disk for a new connection
+    async with factory() as uow:
+        assert len(await uow.users.get_many([f"id-u{i}" for i in range(20)] + ["id-later"])) == 21
+
+
+async def test_a_unit_failing_inside_a_batch_undoes_only_its_own_changes(engine: AsyncEngine) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
+
+    async def commits(name: str) -> None:
+        async with factory() as uow:
+            await uow.users.add(person(name))
+            await uow.commit()
+
+    async def fails() -> None:
+        async with factory() as uow:
+            await uow.users.add(person("bob"))
+            await uow.users.add(person("alice"))  # the name is taken (by the batch): a conflict
+
+    outcome = await asyncio.gather(commits("alice"), fails(), commits("carol"), return_exceptions=True)
+    assert outcome[0] is None and outcome[2] is None and isinstance(outcome[1], Conflict)
+    async with factory() as uow:
+        assert await uow.users.get("id-alice") is not None and await uow.users.get("id-carol") is not None
+        assert await uow.users.get("id-bob") is None
+
+
+async def test_a_reader_inside_a_batch_leaves_once_it_is_committed_and_a_failed_commit_fails_all(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    events: list[str] = []
+    _traced(factory, events)
+
+    async def writer(name: str) -> None:
+        async with factory() as uow:
+            await uow.users.add(person(name))
+            await uow.commit()
+        events.append(f"{name} committed")
+
+    async def reader(name: str) -> None:
+        async with factory() as uow:
+            found = await uow.users.get(f"id-{name}")
+        events.append(f"read {name}: {found is not None}")
+
+    await asyncio.gather(writer("alice"), reader("alice"))
+    assert [e for e in events if e in ("COMMIT", "read alice: True", "alice committed")] == [
+        "COMMIT",
+        "alice committed",
+        "read alice: True",
+    ]
+
+    real = unit_of_work.sqlite_fast.execute
+
+    def no_commit(raw: Any, sql: str, values: Any = ()) -> Any:
+        if sql == "COMMIT":
+            raise unit_of_work.sqlite_fast.exc.OperationalError(sql, values, Exception("disk I/O error"))
+        return real(raw, sql, values)
+
+    monkeypatch.setattr(unit_of_work.sqlite_fast, "execute", no_commit)
+    outcome = await asyncio.gather(writer("bob"), reader("bob"), writer("carol"), return_exceptions=True)
+    monkeypatch.setattr(unit_of_work.sqlite_fast, "execute", real)
+    assert [type(o) for o in outcome] == [Unavailable, Unavailable, Unavailable]
+    async with factory() as uow:
+        assert await uow.users.get("id-bob") is None and await uow.users.get("id-carol") is None
+        await uow.users.add(person("dave"))  # the connection goes on
+        await uow.commit()
+    async with factory() as uow:
+        assert await uow.users.get("id-dave") is not None
 
 
 async def test_a_waiter_cancelled_before_its_turn_does_not_keep_it(engine: AsyncEngine) -> None:

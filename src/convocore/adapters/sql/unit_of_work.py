@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from convocore.adapters.sql import sqlite_fast
-from convocore.adapters.sql.errors import raise_translated, translate_errors
+from convocore.adapters.sql.errors import raise_translated, translate_errors, translated
 from convocore.adapters.sql.repositories import (
     Execute,
     Params,
@@ -288,6 +288,7 @@ class _SqliteLink:
         self._turn = asyncio.Lock()
         self._raw: sqlite3.Connection | None = None
         self._other: Connection | None = None  # for statements that are not prebuilt
+        self._batch: _Batch | None = None  # units committed into the open transaction, awaiting its COMMIT
 
     @property
     def raw(self) -> sqlite3.Connection:
@@ -319,33 +320,88 @@ class _SqliteLink:
             raise
 
     def end_turn(self) -> None:
-        """Roll back what was not committed, and let the next unit of work in."""
+        """Let the next unit of work in."""
+        self._turn.release()
+
+    def begin(self, raw: sqlite3.Connection) -> "_Batch | None":
+        """Open a unit's part of the transaction: BEGIN IMMEDIATE (the write lock up front, as
+        _begin_immediate takes it on the engine's connections), or, while a batch awaits its
+        COMMIT, a savepoint inside that transaction. Returns the batch joined that way."""
         try:
-            raw = self._raw
-            if raw is not None and raw.in_transaction:
-                try:
+            if self._batch is not None:
+                sqlite_fast.execute(raw, "SAVEPOINT unit")
+                return self._batch
+            sqlite_fast.execute(raw, "BEGIN IMMEDIATE")
+            return None
+        except Exception as error:
+            raise_translated(error)
+
+    def roll_back(self, raw: sqlite3.Connection, joined: "_Batch | None") -> None:
+        """Undo a unit's uncommitted part: to its savepoint inside a batch (the batch's other
+        units keep theirs), else the whole transaction, which holds only this unit's work."""
+        try:
+            if joined is not None:
+                if joined is self._batch:  # else that batch was committed or failed meanwhile
+                    sqlite_fast.execute(raw, "ROLLBACK TO unit")
+                    sqlite_fast.execute(raw, "RELEASE unit")
+            elif raw.in_transaction:
+                sqlite_fast.execute(raw, "ROLLBACK")
+        except Exception as error:
+            raise_translated(error)
+
+    def commit(self, raw: sqlite3.Connection, joined: "_Batch | None") -> "_Batch":
+        """Add a unit's work to the batch its COMMIT will carry, and return the batch. The
+        batch commits once the loop's current round is over (or at its size cap), for every
+        unit in it; a unit must not report its work done before the batch has."""
+        try:
+            if joined is not None:
+                sqlite_fast.execute(raw, "RELEASE unit")
+            batch = self._batch
+            if batch is None:
+                batch = self._batch = _Batch()
+                asyncio.get_running_loop().call_soon(self._commit_batch)
+            batch.size += 1
+            if batch.size >= _BATCH_MAX:
+                self._commit_now(raw)
+            return batch
+        except Exception as error:
+            raise_translated(error)
+
+    def _commit_batch(self) -> None:
+        if self._batch is None:
+            return  # committed at its size cap
+        if self._turn.locked():  # a unit is between statements: commit once it is done
+            asyncio.get_running_loop().call_soon(self._commit_batch)
+            return
+        if self._raw is None:  # closed meanwhile, which rolled the transaction back
+            batch, self._batch = self._batch, None
+            batch.failed(Unavailable("the database connection was closed; try again", retry_after=1))
+            return
+        self._commit_now(self._raw)
+
+    def _commit_now(self, raw: sqlite3.Connection) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        try:
+            sqlite_fast.execute(raw, "COMMIT")
+        except Exception as error:
+            try:
+                if raw.in_transaction:
                     sqlite_fast.execute(raw, "ROLLBACK")
-                except Exception as error:
-                    raise_translated(error)
-        finally:
-            self._turn.release()
+            except Exception:
+                log.warning("rolling back a failed batch failed", exc_info=True)
+            batch.failed(translated(error))
+        else:
+            batch.committed()
 
     def execute(self, raw: sqlite3.Connection, statement: Executable, params: Params | None) -> Any:
         try:
-            if not raw.in_transaction:
-                # The write lock up front, as _begin_immediate takes it on the engine's connections.
-                sqlite_fast.execute(raw, "BEGIN IMMEDIATE")
             if params is not None and sqlite_fast.is_prebuilt(statement):
                 plan = self._fast.plan(statement, params)
                 if plan is not None:
                     return self._fast.run(self._engine, raw, plan, params)
             return self._sqlalchemy().execute(statement, params)
-        except Exception as error:
-            raise_translated(error)
-
-    def commit(self, raw: sqlite3.Connection) -> None:
-        try:
-            sqlite_fast.execute(raw, "COMMIT")
         except Exception as error:
             raise_translated(error)
 
@@ -357,6 +413,9 @@ class _SqliteLink:
             raise Unavailable(f"the database does not answer ({type(error).__name__})") from error
 
     def close(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None:  # closing rolls its transaction back
+            batch.failed(Unavailable("the database connection was closed; try again", retry_after=1))
         other, raw, self._other, self._raw = self._other, self._raw, None, None
         if other is not None:
             other.close()
@@ -383,43 +442,117 @@ def _pass_on(engine: Engine, name: str, *args: Any) -> None:
 
 
 _TURN_TIMEOUT_S = 30  # as the pool's checkout timeout was
+_BATCH_MAX = 256  # units per COMMIT at most
+
+
+class _Batch:
+    """Units of work whose changes one COMMIT carries, and its outcome, which each awaits."""
+
+    __slots__ = ("_error", "_waiters", "done", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.done = False
+        self._error: Exception | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def committed(self) -> None:
+        self.done = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def failed(self, error: Exception) -> None:
+        self.done, self._error = True, error
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    async def wait(self) -> None:
+        if not self.done:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        elif self._error is not None:
+            raise self._error
 
 
 class SqliteUnitOfWork(_Repositories):
     """A unit of work on a SQLite file's shared connection (``_SqliteLink``): the same
-    repositories and statements as ``SqlAlchemyUnitOfWork``, run straight on ``sqlite3``."""
+    repositories and statements as ``SqlAlchemyUnitOfWork``, run straight on ``sqlite3``.
+
+    Group commit: ``commit`` adds the unit's changes to a batch and lets the next unit in; the
+    batch's one COMMIT runs once the event loop's current round is over (docs/performance.md,
+    lever 30), and ``commit`` returns only after it has, so nothing is acknowledged or
+    published before it is durable. A unit that starts while a batch awaits its COMMIT works
+    inside a savepoint of that transaction, so a failure undoes its own changes only; one that
+    read there (even without writing) waits for the batch too, since it saw its rows, and fails
+    with it if its COMMIT does. Statements after ``commit`` start a new transaction, as on
+    SQLAlchemy's connection."""
 
     def __init__(self, link: _SqliteLink) -> None:
         super().__init__(self._execute, "sqlite")
         self._link = link
-        self._raw: sqlite3.Connection | None = None
+        self._raw: sqlite3.Connection | None = None  # while this unit has its turn
+        self._entered = False
+        self._begun = False  # its part of the transaction is open
+        self._joined: _Batch | None = None  # the batch whose transaction it works inside
+        self._saw: _Batch | None = None  # a batch whose uncommitted rows it may have read
 
     async def __aenter__(self) -> Self:
         self._raw = await self._link.take_turn()
+        self._entered = True
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._raw is None:
-            return
-        self._raw = None
+        self._entered = False
         try:
-            self._link.end_turn()
+            self._end(roll_back=True)
         except Unavailable:
             if exc is None:  # as SqlAlchemyUnitOfWork: the first cause is the one to report
                 raise
+            return
+        saw, self._saw = self._saw, None
+        if saw is not None and exc is None:
+            await saw.wait()
 
     async def commit(self) -> None:
-        self._link.commit(self._live())
+        if not self._entered:
+            raise RuntimeError("use the unit of work inside 'async with'")
+        raw = self._raw
+        if raw is None or not self._begun:
+            return  # nothing read or written since it began (or last committed)
+        batch = self._link.commit(raw, self._joined)
+        self._begun, self._joined, self._saw = False, None, None
+        self._end(roll_back=False)
+        await batch.wait()
 
     async def _execute(self, statement: Executable, params: Params | None = None) -> Any:
-        return self._link.execute(self._live(), statement, params)
+        raw = self._raw
+        if raw is None:
+            if not self._entered:
+                raise RuntimeError("use the unit of work inside 'async with'")
+            raw = self._raw = await self._link.take_turn()  # again, after a commit
+        if not self._begun:
+            self._joined = self._link.begin(raw)
+            self._saw = self._joined
+            self._begun = True
+        return self._link.execute(raw, statement, params)
 
-    def _live(self) -> sqlite3.Connection:
-        if self._raw is None:
-            raise RuntimeError("use the unit of work inside 'async with'")
-        return self._raw
+    def _end(self, *, roll_back: bool) -> None:
+        """Undo what was not committed (when asked) and give up the turn."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        try:
+            if roll_back and self._begun:
+                self._begun = False
+                self._link.roll_back(raw, self._joined)
+        finally:
+            self._joined = None
+            self._link.end_turn()
 
 
 # A SQLite file's link, one per engine, made with it: every factory on the engine takes turns at
