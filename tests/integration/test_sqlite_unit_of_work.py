@@ -251,3 +251,31 @@ async def test_closed_it_reopens_and_a_ping_answers_beside_a_transaction(engine:
         await new_uow.ping()  # on the same connection, inside this transaction: reads nothing of it
         await uow.commit()
     assert new_uow.sqlite_connection() is not before
+
+
+async def test_a_batch_whose_transaction_sqlite_ended_fails_and_the_next_unit_starts_afresh(
+    engine: AsyncEngine,
+) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
+
+    async def writer(name: str) -> None:
+        async with factory() as uow:
+            await uow.users.add(person(name))
+            await uow.commit()
+
+    async def rolled_back_by_sqlite() -> None:
+        raw = factory.sqlite_connection()
+        assert raw is not None and raw.in_transaction  # the first writer's batch awaits its COMMIT
+        raw.execute("ROLLBACK")  # as SQLite does by itself on a full disk or an I/O error
+
+    async def next_writer() -> None:
+        await asyncio.sleep(0)
+        await writer("carol")
+
+    outcome = await asyncio.gather(
+        writer("alice"), rolled_back_by_sqlite(), writer("bob"), next_writer(), return_exceptions=True
+    )
+    assert isinstance(outcome[0], Unavailable) and outcome[1:] == [None, None, None]
+    async with factory() as uow:
+        assert await uow.users.get("id-alice") is None
+        assert await uow.users.get("id-bob") is not None and await uow.users.get("id-carol") is not None

@@ -329,8 +329,13 @@ class _SqliteLink:
         COMMIT, a savepoint inside that transaction. Returns the batch joined that way."""
         try:
             if self._batch is not None:
-                sqlite_fast.execute(raw, "SAVEPOINT unit")
-                return self._batch
+                if raw.in_transaction:
+                    sqlite_fast.execute(raw, "SAVEPOINT unit")
+                    return self._batch
+                # SQLite ended the batch's transaction itself (it rolls back on a full disk or
+                # an I/O error): its units must hear that it failed, and this one starts afresh.
+                batch, self._batch = self._batch, None
+                batch.failed(Unavailable("the database lost a transaction; try again", retry_after=1))
             sqlite_fast.execute(raw, "BEGIN IMMEDIATE")
             return None
         except Exception as error:
