@@ -83,6 +83,13 @@ async def test_every_factory_of_an_engine_takes_turns_on_one_connection(engine: 
     assert set(order[3:]) == {"holder committed", "waiter out"}
 
 
+async def _store(factory: SqlAlchemyUnitOfWorkFactory, name: str) -> None:
+    """One unit of work that adds a person and commits."""
+    async with factory() as uow:
+        await uow.users.add(person(name))
+        await uow.commit()
+
+
 def _traced(factory: SqlAlchemyUnitOfWorkFactory, seen: list[str]) -> None:
     raw = factory.sqlite_connection()
     assert raw is not None
@@ -94,17 +101,12 @@ async def test_units_committing_in_one_round_share_one_commit(engine: AsyncEngin
     statements: list[str] = []
     _traced(factory, statements)
 
-    async def add(name: str) -> None:
-        async with factory() as uow:
-            await uow.users.add(person(name))
-            await uow.commit()
-
-    await asyncio.gather(*(add(f"u{i}") for i in range(20)))
+    await asyncio.gather(*(_store(factory, f"u{i}") for i in range(20)))
     assert statements.count("BEGIN") == 1 and statements.count("COMMIT") == 1
     assert statements.count("SAVEPOINT") == statements.count("RELEASE") == 19
 
     statements.clear()
-    await add("later")  # a round of its own
+    await _store(factory, "later")  # a round of its own
     assert statements == ["BEGIN", "INSERT", "COMMIT"]
     SqlAlchemyUnitOfWorkFactory(engine=engine).close()  # what is committed is on disk for a new connection
     async with factory() as uow:
@@ -114,17 +116,12 @@ async def test_units_committing_in_one_round_share_one_commit(engine: AsyncEngin
 async def test_a_unit_failing_inside_a_batch_undoes_only_its_own_changes(engine: AsyncEngine) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
 
-    async def commits(name: str) -> None:
-        async with factory() as uow:
-            await uow.users.add(person(name))
-            await uow.commit()
-
     async def fails() -> None:
         async with factory() as uow:
             await uow.users.add(person("bob"))
             await uow.users.add(person("alice"))  # the name is taken (by the batch): a conflict
 
-    outcome = await asyncio.gather(commits("alice"), fails(), commits("carol"), return_exceptions=True)
+    outcome = await asyncio.gather(_store(factory, "alice"), fails(), _store(factory, "carol"), return_exceptions=True)
     assert outcome[0] is None and outcome[2] is None and isinstance(outcome[1], Conflict)
     async with factory() as uow:
         assert await uow.users.get("id-alice") is not None and await uow.users.get("id-carol") is not None
@@ -139,9 +136,7 @@ async def test_a_reader_inside_a_batch_leaves_once_it_is_committed_and_a_failed_
     _traced(factory, events)
 
     async def writer(name: str) -> None:
-        async with factory() as uow:
-            await uow.users.add(person(name))
-            await uow.commit()
+        await _store(factory, name)
         events.append(f"{name} committed")
 
     async def reader(name: str) -> None:
@@ -258,11 +253,6 @@ async def test_a_batch_whose_transaction_sqlite_ended_fails_and_the_next_unit_st
 ) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
 
-    async def writer(name: str) -> None:
-        async with factory() as uow:
-            await uow.users.add(person(name))
-            await uow.commit()
-
     async def rolled_back_by_sqlite() -> None:
         raw = factory.sqlite_connection()
         assert raw is not None and raw.in_transaction  # the first writer's batch awaits its COMMIT
@@ -270,10 +260,10 @@ async def test_a_batch_whose_transaction_sqlite_ended_fails_and_the_next_unit_st
 
     async def next_writer() -> None:
         await asyncio.sleep(0)
-        await writer("carol")
+        await _store(factory, "carol")
 
     outcome = await asyncio.gather(
-        writer("alice"), rolled_back_by_sqlite(), writer("bob"), next_writer(), return_exceptions=True
+        _store(factory, "alice"), rolled_back_by_sqlite(), _store(factory, "bob"), next_writer(), return_exceptions=True
     )
     assert isinstance(outcome[0], Unavailable) and outcome[1:] == [None, None, None]
     async with factory() as uow:

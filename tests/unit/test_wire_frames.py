@@ -4,6 +4,7 @@ bytes the websockets library would put on the wire for the same text."""
 import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -62,6 +63,18 @@ def _protocol() -> WebSocketProtocol:
     return protocol
 
 
+def _socket(server_send: Any, protocol: WebSocketProtocol) -> Connection:
+    """A hub connection writing straight to ``protocol``'s transport, or through ``server_send``."""
+    return Connection(
+        send=server_send,
+        user_id="u",
+        session_id="s",
+        expires_at=datetime(2100, 1, 1, tzinfo=UTC),
+        queue_size=8,
+        direct=DirectWriter.of(protocol.send),
+    )
+
+
 async def test_frames_go_straight_to_the_transport_of_the_protocol_serve_runs() -> None:
     protocol = _protocol()
     writer = DirectWriter.of(protocol.send)
@@ -99,14 +112,7 @@ async def test_frames_waiting_for_the_round_go_before_the_long_way_and_never_aft
     async def server_send(message: dict[str, object]) -> None:
         protocol.transport.write(repr(message).encode())  # type: ignore[attr-defined]
 
-    socket = Connection(
-        send=server_send,
-        user_id="u",
-        session_id="s",
-        expires_at=datetime(2100, 1, 1, tzinfo=UTC),
-        queue_size=8,
-        direct=DirectWriter.of(protocol.send),
-    )
+    socket = _socket(server_send, protocol)
     socket.offer('{"n":1}')
     protocol.conn.extensions = ["permessage-deflate"]  # now only the long way will do
     socket.offer('{"n":2}')
@@ -152,17 +158,7 @@ async def test_a_socket_that_fails_to_write_does_not_stop_delivery_to_the_others
 
     protocols = [_protocol() for _ in range(3)]
     protocols[0].transport.write = broken  # type: ignore[attr-defined]
-    sockets = [
-        Connection(
-            send=server_send,
-            user_id="u",
-            session_id="s",
-            expires_at=datetime(2100, 1, 1, tzinfo=UTC),
-            queue_size=8,
-            direct=DirectWriter.of(protocol.send),
-        )
-        for protocol in protocols
-    ]
+    sockets = [_socket(server_send, protocol) for protocol in protocols]
 
     for socket in sockets:
         socket.offer('{"type":"pong"}')  # raises nothing

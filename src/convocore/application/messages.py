@@ -71,6 +71,7 @@ class PostMessage:
         messages.validate_body(body)
         messages.validate_client_id(client_id)
         await spend(self._limiter, self._budget, f"send:{user_id}", "messages")
+        retry = (conversation_id, user_id, client_id or "")  # what finds a retry's original
         async with self._uow() as uow:
             # Locking the conversation row serialises seq allocation and the client_id check.
             conversation, sender = await load_for_member(
@@ -87,18 +88,14 @@ class PostMessage:
                     now=self._clock.now(),
                 )
             except Invalid:  # a retry is answered with its original even if it is not valid now
-                if client_id is None:
-                    raise
-                original = await uow.messages.get_by_client_id(conversation_id, user_id, client_id)
-                if original is None:
+                if client_id is None or (original := await uow.messages.get_by_client_id(*retry)) is None:
                     raise
                 return Posted(message=original, created=False)
             # The client_id is checked by the insert itself (one statement, not a lookup
             # first): a retry stores nothing and is answered with the original. Leaving the
             # block without commit drops what posting changed in memory.
             if not await uow.messages.add(message):
-                assert client_id is not None
-                original = await uow.messages.get_by_client_id(conversation_id, user_id, client_id)
+                original = await uow.messages.get_by_client_id(*retry)
                 if original is None:  # the insert saw it: it is there
                     raise RuntimeError("a client_id reported used has no message")
                 return Posted(message=original, created=False)

@@ -147,7 +147,7 @@ def message_from_row(row: RowMapping) -> Message:
 
 
 # The order of each table's columns, as a ``select()`` of the table returns them and the
-# ``*_from_record`` functions unpack them (checked here, at import).
+# ``*_from_record`` functions unpack them (checked below, at import).
 CONVERSATION_RECORD = (
     "id",
     "kind",
@@ -161,9 +161,6 @@ CONVERSATION_RECORD = (
     "direct_key",
 )
 MEMBER_RECORD = ("conversation_id", "user_id", "role", "joined_at", "last_read_seq")
-for _table, _record in ((tables.conversations, CONVERSATION_RECORD), (tables.members, MEMBER_RECORD)):
-    if tuple(column.key for column in _table.columns) != _record:
-        raise RuntimeError(f"the {_table.name} table's columns moved: update its record and from_record")
 
 
 def conversation_from_record(record: Sequence[Any]) -> Conversation:
@@ -206,8 +203,13 @@ MESSAGE_RECORD = (
     "edited_at",
     "deleted",
 )
-if tuple(column.key for column in tables.messages.columns) != MESSAGE_RECORD:
-    raise RuntimeError("the messages table's columns moved: update MESSAGE_RECORD and message_from_record")
+for _table, _record in (
+    (tables.conversations, CONVERSATION_RECORD),
+    (tables.members, MEMBER_RECORD),
+    (tables.messages, MESSAGE_RECORD),
+):
+    if tuple(column.key for column in _table.columns) != _record:
+        raise RuntimeError(f"the {_table.name} table's columns moved: update its record and from_record")
 
 
 def message_from_record(record: Sequence[Any]) -> Message:

@@ -378,11 +378,9 @@ class _SqliteLink:
         if self._turn.locked():  # a unit is between statements: commit once it is done
             asyncio.get_running_loop().call_soon(self._commit_batch)
             return
-        if self._raw is None:  # closed meanwhile, which rolled the transaction back
-            batch, self._batch = self._batch, None
-            batch.failed(Unavailable("the database connection was closed; try again", retry_after=1))
-            return
-        self._commit_now(self._raw)
+        raw = self._raw
+        assert raw is not None  # close() fails and drops a pending batch
+        self._commit_now(raw)
 
     def _commit_now(self, raw: sqlite3.Connection) -> None:
         batch, self._batch = self._batch, None
