@@ -146,7 +146,7 @@ async def fanout(job: dict[str, Any]) -> dict[str, Any]:
                     rate *= 2
                 elif good is None:
                     rate /= 2
-                elif bad / good <= 1.3:
+                elif bad / good <= job.get("resolution", 1.3):
                     break
                 else:
                     rate = math.sqrt(good * bad)
