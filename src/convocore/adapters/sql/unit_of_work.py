@@ -220,21 +220,45 @@ class _Repositories:
 
 
 class SqlAlchemyUnitOfWork(_Repositories):
-    """Holds one pooled connection for the whole block; leaving it rolls back what was not committed."""
+    """Holds one pooled connection for the whole block; leaving it rolls back what was not committed.
+
+    The repositories run their statements through ``_Pooled.execute``, not a method of the unit
+    itself, so a unit refers to its repositories but nothing they hold refers back: a unit of
+    work is freed the moment it is done with, never left to the garbage collector (see
+    ``SqliteUnitOfWork``)."""
 
     def __init__(self, *, engine: AsyncEngine) -> None:
-        super().__init__(self._execute, engine.dialect.name)
-        self._engine = engine
-        self._connection: AsyncConnection | None = None
+        self._pooled = _Pooled(engine)
+        super().__init__(self._pooled.execute, engine.dialect.name)
 
     async def __aenter__(self) -> Self:
-        with translate_errors(connecting=True):
-            self._connection = await self._engine.connect()
+        await self._pooled.connect()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._pooled.close(exc)
+
+    async def commit(self) -> None:
+        with translate_errors():
+            await self._pooled.live().commit()
+
+
+class _Pooled:
+    """A ``SqlAlchemyUnitOfWork``'s connection, and the ``execute`` its repositories use."""
+
+    __slots__ = ("_connection", "_engine")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def connect(self) -> None:
+        with translate_errors(connecting=True):
+            self._connection = await self._engine.connect()
+
+    async def close(self, exc: BaseException | None) -> None:
         connection, self._connection = self._connection, None
         if connection is None:
             return
@@ -247,15 +271,11 @@ class SqlAlchemyUnitOfWork(_Repositories):
             if exc is None:
                 raise
 
-    async def commit(self) -> None:
+    async def execute(self, statement: Executable, params: Params | None = None) -> Any:
         with translate_errors():
-            await self._live().commit()
+            return await self.live().execute(statement, params)
 
-    async def _execute(self, statement: Executable, params: Params | None = None) -> Any:
-        with translate_errors():
-            return await self._live().execute(statement, params)
-
-    def _live(self) -> AsyncConnection:
+    def live(self) -> AsyncConnection:
         if self._connection is None:
             raise RuntimeError("use the unit of work inside 'async with'")
         return self._connection
@@ -494,7 +514,34 @@ class SqliteUnitOfWork(_Repositories):
     SQLAlchemy's connection."""
 
     def __init__(self, link: _SqliteLink) -> None:
-        super().__init__(self._execute, "sqlite")
+        # The repositories' statements go through ``_Turn.execute``: were it a method of the
+        # unit, every unit would be a reference cycle (unit -> repository -> bound method ->
+        # unit), freed only by the garbage collector. One per post, with its repositories and
+        # the rows they keep, was most of what the collector found under load, and the full
+        # collections that garbage brought on stopped the loop for up to 0.3 s
+        # (docs/performance.md, lever 31).
+        self._turn = _Turn(link)
+        super().__init__(self._turn.execute, "sqlite")
+
+    async def __aenter__(self) -> Self:
+        await self._turn.enter()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._turn.exit(exc)
+
+    async def commit(self) -> None:
+        await self._turn.commit()
+
+
+class _Turn:
+    """A ``SqliteUnitOfWork``'s turn at the link and its part of the transaction."""
+
+    __slots__ = ("_begun", "_entered", "_joined", "_link", "_raw", "_saw")
+
+    def __init__(self, link: _SqliteLink) -> None:
         self._link = link
         self._raw: sqlite3.Connection | None = None  # while this unit has its turn
         self._entered = False
@@ -502,14 +549,11 @@ class SqliteUnitOfWork(_Repositories):
         self._joined: _Batch | None = None  # the batch whose transaction it works inside
         self._saw: _Batch | None = None  # a batch whose uncommitted rows it may have read
 
-    async def __aenter__(self) -> Self:
+    async def enter(self) -> None:
         self._raw = await self._link.take_turn()
         self._entered = True
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def exit(self, exc: BaseException | None) -> None:
         self._entered = False
         try:
             self._end(roll_back=True)
@@ -532,7 +576,7 @@ class SqliteUnitOfWork(_Repositories):
         self._end(roll_back=False)
         await batch.wait()
 
-    async def _execute(self, statement: Executable, params: Params | None = None) -> Any:
+    async def execute(self, statement: Executable, params: Params | None = None) -> Any:
         raw = self._raw
         if raw is None:
             if not self._entered:
