@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = ORDER if "all" in args.workloads else tuple(w for w in ORDER if w in args.workloads)
     sizes = workloads.QUICK if args.quick else workloads.FULL
     if args.shapes:
-        shapes = tuple(tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(","))
+        pairs = [shape.split("x") for shape in args.shapes.split(",")]
+        shapes = tuple((int(rooms), int(members)) for rooms, members in pairs)
         sizes = dataclasses.replace(sizes, shapes=shapes)
     print(
         "Benchmark servers hash passwords with argon2 time_cost=1, memory_cost=1024 KiB and allow unlimited "

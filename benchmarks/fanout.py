@@ -54,7 +54,7 @@ class Step:
     last_delivery_ns: int = 0
 
 
-class Member(WSListener):  # type: ignore[misc]
+class Member(WSListener):
     """One socket: checks seq order as frames arrive (cheaply: only a gap costs a set)."""
 
     def __init__(self, run: "FanOut", room: int) -> None:
@@ -69,7 +69,7 @@ class Member(WSListener):  # type: ignore[misc]
         if frame.msg_type == WSMsgType.TEXT:
             self.run.on_text(self, frame.get_payload_as_bytes(), time.perf_counter_ns())
         elif frame.msg_type == WSMsgType.CLOSE:
-            self.close_code = int(frame.get_close_code())
+            self.close_code = frame.get_close_code().value
 
 
 class FanOut:

@@ -269,16 +269,17 @@ async def history(job: dict[str, Any]) -> dict[str, Any]:
 # -- 4. idle connections ------------------------------------------------------------------
 
 
-class _Idle(WSListener):  # type: ignore[misc]
+class _Idle(WSListener):
     def __init__(self, pongs: list[int]) -> None:
         super().__init__()
-        self.pongs, self.close_code = pongs, None
+        self.pongs = pongs
+        self.close_code: int | None = None
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.TEXT and b'"pong"' in frame.get_payload_as_bytes():
             self.pongs[0] += 1
         elif frame.msg_type == WSMsgType.CLOSE:
-            self.close_code = int(frame.get_close_code())
+            self.close_code = frame.get_close_code().value
 
 
 async def connections(job: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +293,8 @@ async def connections(job: dict[str, Any]) -> dict[str, Any]:
         async def one(n: int) -> tuple[WSTransport, _Idle]:
             url = f"{job['ws_url']}/ws/?token={everyone[n % users_n].token}"
             async with gate:
-                transport, listener = await ws_connect(lambda: _Idle(pongs), url, websocket_handshake_timeout=30)
+                listener = _Idle(pongs)
+                transport, _ = await ws_connect(lambda: listener, url, websocket_handshake_timeout=30)
             return transport, listener
 
         return list(await asyncio.gather(*(one(n) for n in range(count))))

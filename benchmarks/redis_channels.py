@@ -17,6 +17,9 @@ import multiprocessing as mp
 import os
 import resource
 import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -26,7 +29,7 @@ from convocore.entrypoints.frames import Route
 URL = os.environ.get("CONVOCORE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def _subscriber(mode: str, mine: list[str], expected: int, prefix: str, ready: mp.Event, out: mp.Queue) -> None:
+def _subscriber(mode: str, mine: list[str], expected: int, prefix: str, ready: Event, out: "Queue[Any]") -> None:
     async def run() -> None:
         redis = Redis.from_url(URL)
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -73,7 +76,7 @@ def measure(mode: str, n_events: int, n_conversations: int) -> dict[str, float]:
     expected = [sum(1 for cid, _ in events if cid in set(h)) for h in halves]
     prefix = f"bench-{os.getpid()}-{mode}"
     ctx = mp.get_context("spawn")
-    out: mp.Queue = ctx.Queue()
+    out: Queue[Any] = ctx.Queue()
     readies = [ctx.Event() for _ in halves]
     procs = [
         ctx.Process(target=_subscriber, args=(mode, h, e, prefix, r, out))

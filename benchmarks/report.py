@@ -23,7 +23,7 @@ def machine() -> dict[str, Any]:
         ),
         platform.processor(),
     )
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
