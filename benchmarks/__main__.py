@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(run, indent=2))
     print(report.table(results))
+    print(f"machine: {run['machine']['cpu_model']}, a 10M-addition Python loop in {run['machine']['python_loop_s']} s")
     for name in ("fanout", "scaleout"):
         for shape, result in results.get(name, {}).items():
             for change in result.get("changed", []):

@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,24 @@ def machine() -> dict[str, Any]:
         "commit": commit,
         "src_uncommitted_changes": bool(dirty),
         "setup_only_settings": harness.SETUP_ENV,
+        "python_loop_s": python_loop_s(),
     }
+
+
+def python_loop_s() -> float:
+    """Seconds for a pure-Python loop of ten million additions at module level (as
+    ``python -c`` runs it), the best of three: how fast this machine runs Python, so runs on
+    different machines of one kind can be told apart (they differ by up to 4x:
+    docs/performance.md, "The machine")."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        exec(_LOOP, {})  # a fixed string, run with module-level names as the figures in the docs were
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
+_LOOP = "x = 0\nfor i in range(10_000_000):\n    x += 1\n"
 
 
 def _fan(best: dict[str, Any] | None) -> tuple[str, str, str, str]:

@@ -77,6 +77,7 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
 
     assert {t["target"].split(" ")[0] for t in result["targets"]} >= {"fan-out", "REST", "history", "<="}
     assert result["machine"]["nproc"] > 0 and result["machine"]["versions"]["litestar"]
+    assert result["machine"]["python_loop_s"] > 0
 
 
 def test_instruction_count_of_a_rest_send_runs() -> None:
