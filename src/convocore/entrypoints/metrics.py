@@ -20,10 +20,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from convocore.adapters.sql.timing import time_statements
 from convocore.domain.events import Event
 from convocore.entrypoints.errors import status_of
 from convocore.entrypoints.frames import kind_of
@@ -54,7 +53,6 @@ class Metrics:
         REGISTRY.register(self.db_statement_seconds)
         self.requests = RequestCounts(prefix="convocore", app_name="convocore")
         REGISTRY.register(self.requests)
-        self._started: dict[Connection, float] = {}
 
     # -- the hub's Observer --------------------------------------------------------------
 
@@ -85,31 +83,7 @@ class Metrics:
 
     def watch(self, engine: AsyncEngine) -> None:
         """Time every statement ``engine`` runs (once, however often it is asked)."""
-        target = engine.sync_engine
-        if not event.contains(target, "before_cursor_execute", self._before):
-            event.listen(target, "before_cursor_execute", self._before)
-            event.listen(target, "after_cursor_execute", self._after)
-            event.listen(target, "handle_error", self._failed)
-
-    def _before(self, connection: Connection, *_: Any) -> None:
-        # A connection runs one statement at a time, so its start is all there is to keep. A
-        # statement cancelled mid-way (a request whose client left) may never report back: the
-        # map is cleared before such leftovers could add up.
-        if len(self._started) > 1024:
-            self._started.clear()
-        self._started[connection] = time.perf_counter()
-
-    def _after(self, connection: Connection, *_: Any) -> None:
-        self._observe(connection)
-
-    def _failed(self, context: ExceptionContext) -> None:
-        if context.connection is not None:
-            self._observe(context.connection)  # a failed statement took its time too
-
-    def _observe(self, connection: Connection) -> None:
-        started = self._started.pop(connection, None)
-        if started is not None:
-            self.db_statement_seconds.observe(time.perf_counter() - started)
+        time_statements(engine.sync_engine, self.db_statement_seconds.observe)
 
 
 class _Timings(Collector):

@@ -31,6 +31,7 @@ from convocore.adapters.sql.repositories import (
 )
 from convocore.adapters.sql.sqlite_fast import FastSqlite
 from convocore.adapters.sql.tables import metadata
+from convocore.adapters.sql.timing import timers_of
 from convocore.application.ports import (
     ConversationRepository,
     MemberRepository,
@@ -305,6 +306,7 @@ class _SqliteLink:
         self._engine = engine.sync_engine
         self._database, self._uri, self._busy_timeout_ms = database, uri, busy_timeout_ms
         self._fast = FastSqlite(engine.dialect)
+        self._timers = timers_of(self._engine)  # the statement timers its fast path calls directly
         self._turn = asyncio.Lock()
         self._raw: sqlite3.Connection | None = None
         self._other: Connection | None = None  # for statements that are not prebuilt
@@ -423,7 +425,7 @@ class _SqliteLink:
             if params is not None and sqlite_fast.is_prebuilt(statement):
                 plan = self._fast.plan(statement, params)
                 if plan is not None:
-                    return self._fast.run(self._engine, raw, plan, params)
+                    return self._fast.run(self._engine, raw, plan, params, self._timers)
             return self._sqlalchemy().execute(statement, params)
         except Exception as error:
             raise_translated(error)
