@@ -6,6 +6,7 @@ import json
 import signal
 import sqlite3
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -97,7 +98,7 @@ async def test_kill_9_while_clients_send_loses_no_acknowledged_message(tmp_path:
                 )
                 assert r.status_code in (200, 201), r.text
         final = await _history(remote, writers[0], cid)
-        assert sorted(m["body"] for m in final) == sorted(c for _, c in attempted)
+        assert sorted(cast(str, m["body"]) for m in final) == sorted(c for _, c in attempted)
         assert [m["seq"] for m in final] == list(range(1, len(final) + 1))
     finally:
         await remote.close()

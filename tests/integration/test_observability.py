@@ -24,7 +24,7 @@ from tests.integration.scrape import metric, metric_names
 from tests.integration.server import ServerProcess, free_port
 from tests.integration.storage import Storage, storage_for
 
-FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
+FAST_HASHING: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
 OURS = {
     "convocore_open_sockets",
     "convocore_events_published",
@@ -240,6 +240,7 @@ async def test_json_log_lines_carry_the_request_id(remote: Remote, server: tuple
 
     url = f"{remote.ws_url}/ws/?token={a.token}"
     async with websockets.connect(url, additional_headers={"X-Request-ID": "obs-ws-1"}) as ws:
+        assert ws.response is not None
         assert ws.response.headers["x-request-id"] == "obs-ws-1"
         await ready_socket(ws)
     await logged(process, "obs-ws-1", "socket opened")

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -177,7 +178,7 @@ async def test_a_process_listens_only_for_what_it_has_sockets_for(
     client = redis.Redis.from_url(redis_url)
 
     def channels() -> set[str]:
-        return {c.decode() for c in client.pubsub_channels(f"{redis_prefix}:*")}
+        return {cast(bytes, c).decode() for c in client.pubsub_channels(f"{redis_prefix}:*")}
 
     assert channels() == {f"{redis_prefix}:presence"}
     async with one.socket(cid, b.token) as ws:

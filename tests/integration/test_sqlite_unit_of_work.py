@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convocore.adapters.sql import unit_of_work
+from convocore.adapters.sql import sqlite_fast, unit_of_work
 from convocore.adapters.sql.unit_of_work import (
     SqlAlchemyUnitOfWork,
     SqlAlchemyUnitOfWorkFactory,
@@ -151,16 +151,16 @@ async def test_a_reader_inside_a_batch_leaves_once_it_is_committed_and_a_failed_
         "read alice: True",
     ]
 
-    real = unit_of_work.sqlite_fast.execute
+    real = sqlite_fast.execute
 
     def no_commit(raw: Any, sql: str, values: Any = ()) -> Any:
         if sql == "COMMIT":
-            raise unit_of_work.sqlite_fast.exc.OperationalError(sql, values, Exception("disk I/O error"))
+            raise exc.OperationalError(sql, values, Exception("disk I/O error"))
         return real(raw, sql, values)
 
-    monkeypatch.setattr(unit_of_work.sqlite_fast, "execute", no_commit)
+    monkeypatch.setattr(sqlite_fast, "execute", no_commit)
     outcome = await asyncio.gather(writer("bob"), reader("bob"), writer("carol"), return_exceptions=True)
-    monkeypatch.setattr(unit_of_work.sqlite_fast, "execute", real)
+    monkeypatch.setattr(sqlite_fast, "execute", real)
     assert [type(o) for o in outcome] == [Unavailable, Unavailable, Unavailable]
     async with factory() as uow:
         assert await uow.users.get("id-bob") is None and await uow.users.get("id-carol") is None
@@ -265,7 +265,7 @@ async def test_a_batch_whose_transaction_sqlite_ended_fails_and_the_next_unit_st
     outcome = await asyncio.gather(
         _store(factory, "alice"), rolled_back_by_sqlite(), _store(factory, "bob"), next_writer(), return_exceptions=True
     )
-    assert isinstance(outcome[0], Unavailable) and outcome[1:] == [None, None, None]
+    assert isinstance(outcome[0], Unavailable) and list(outcome[1:]) == [None, None, None]
     async with factory() as uow:
         assert await uow.users.get("id-alice") is None
         assert await uow.users.get("id-bob") is not None and await uow.users.get("id-carol") is not None

@@ -167,7 +167,7 @@ def alive(scene: Scene) -> None:
 
 # Generated frames ---------------------------------------------------------------------------
 
-TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)  # Cs: not encodable as UTF-8
+TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)  # Cs: not encodable as UTF-8
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
@@ -267,7 +267,13 @@ def test_a_flood_is_answered_frame_by_frame_and_others_are_served(scene: Scene, 
     order. Should the reader still fall more than the send queue (1024 frames) behind, the
     documented outcome is 4408, for that socket alone."""
     room = scene.room if kind == "conversation socket" else None
-    pattern = [SENTINEL.replace("sentinel", "flood"), "not json", '{"type":"bogus"}', b"\x00", '{"type":"ping"}']
+    pattern: list[str | bytes] = [
+        SENTINEL.replace("sentinel", "flood"),
+        "not json",
+        '{"type":"bogus"}',
+        b"\x00",
+        '{"type":"ping"}',
+    ]
     expected = ["validation-error", "bad-frame", "validation-error", "bad-frame", "pong"] * 400
     with (
         Bystander(scene.url(scene.bystander, scene.room)) as bystander,

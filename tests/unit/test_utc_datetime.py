@@ -2,6 +2,7 @@
 
 import random
 from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
 
 import pytest
 from sqlalchemy import TypeDecorator
@@ -14,7 +15,7 @@ SQLITE = sqlite.dialect()
 
 def _two_layers() -> tuple[object, object]:
     """What SQLAlchemy's TypeDecorator would build for UtcDateTime on SQLite."""
-    t = UtcDateTime().dialect_impl(SQLITE)  # as the dialect's type cache builds them
+    t = cast(UtcDateTime, UtcDateTime().dialect_impl(SQLITE))  # as the dialect's type cache builds them
     bind = TypeDecorator.bind_processor(t, SQLITE)
     result = TypeDecorator.result_processor(t, SQLITE, None)
     return bind, result
@@ -46,7 +47,8 @@ def test_the_sqlite_processors_store_and_read_what_sqlalchemys_did() -> None:
         stored = bind(moment)  # type: ignore[operator]
         assert fast_bind(moment) == stored
         assert fast_result(stored) == result(stored) == moment  # type: ignore[operator]
-        assert fast_result(stored).tzinfo is UTC
+        restored = fast_result(stored)
+        assert restored is not None and restored.tzinfo is UTC
     assert fast_bind(None) is None and fast_result(None) is None
     for text in ("2026-11-30 12:00:00", "2026-11-30 12:00"):  # shorter forms SQLAlchemy reads too
         assert fast_result(text) == result(text)  # type: ignore[operator]
@@ -62,7 +64,7 @@ def test_a_naive_datetime_is_refused_as_before() -> None:
 
 
 def test_other_dialects_keep_sqlalchemys_processors() -> None:
-    pg = postgresql.asyncpg.dialect()  # type: ignore[attr-defined]
+    pg = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves PGDialect.__init__ unannotated
     bind = UtcDateTime()._cached_bind_processor(pg)
     assert bind is not None
     moment = datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=3)))

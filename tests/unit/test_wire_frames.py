@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
@@ -39,6 +40,15 @@ def test_the_same_text_is_encoded_once_and_a_different_one_afresh() -> None:
     assert text_frame(same_value) == frame
     assert text_frame(other).endswith(b"hello moon") and text_frame(other) != frame
     assert text_frame(first) == frame  # after another text, still right
+
+
+# Any negotiated extension: frames must then go through websockets to be compressed.
+_DEFLATE = PerMessageDeflate(
+    remote_no_context_takeover=False,
+    local_no_context_takeover=False,
+    remote_max_window_bits=15,
+    local_max_window_bits=15,
+)
 
 
 class _Transport:
@@ -110,11 +120,11 @@ async def test_frames_waiting_for_the_round_go_before_the_long_way_and_never_aft
     protocol = _protocol()
 
     async def server_send(message: dict[str, object]) -> None:
-        protocol.transport.write(repr(message).encode())  # type: ignore[attr-defined]
+        protocol.transport.write(repr(message).encode())
 
     socket = _socket(server_send, protocol)
     socket.offer('{"n":1}')
-    protocol.conn.extensions = ["permessage-deflate"]  # now only the long way will do
+    protocol.conn.extensions = [_DEFLATE]  # now only the long way will do
     socket.offer('{"n":2}')
     assert protocol.transport.written == [  # type: ignore[attr-defined]
         text_frame('{"n":1}'),
@@ -143,7 +153,7 @@ def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
         elif change == "transport closing":
             protocol.transport.closing = True  # type: ignore[attr-defined]
         else:
-            protocol.conn.extensions = ["permessage-deflate"]
+            protocol.conn.extensions = [_DEFLATE]
         writer = DirectWriter.of(protocol.send)
         assert writer is not None
         assert not writer.write("x"), change
@@ -151,13 +161,13 @@ def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
 
 
 async def test_a_socket_that_fails_to_write_does_not_stop_delivery_to_the_others() -> None:
-    def broken(data: bytes) -> None:
+    def broken(data: object) -> None:
         raise RuntimeError("the handle is closed")
 
     async def server_send(message: dict[str, object]) -> None: ...
 
     protocols = [_protocol() for _ in range(3)]
-    protocols[0].transport.write = broken  # type: ignore[attr-defined]
+    protocols[0].transport.write = broken  # type: ignore[method-assign]  # a transport whose writes fail
     sockets = [_socket(server_send, protocol) for protocol in protocols]
 
     for socket in sockets:

@@ -14,8 +14,12 @@ from convocore.entrypoints.settings import Settings
 from tests.integration.remote import Account
 from tests.integration.storage import storage_for
 
-FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
-GENEROUS_LIMITS = {"auth_rate_per_minute": 1_000_000, "http_rate_per_minute": 1_000_000, "send_limit": 1_000_000}
+FAST_HASHING: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
+GENEROUS_LIMITS: dict[str, Any] = {
+    "auth_rate_per_minute": 1_000_000,
+    "http_rate_per_minute": 1_000_000,
+    "send_limit": 1_000_000,
+}
 _names = itertools.count(1)
 
 

@@ -96,9 +96,11 @@ async def test_user_search_is_a_prefix_search_with_cursor_paging(api: Api) -> No
     for name in ["zed_a", "Zed_b", "zed_c", "zebra", "other"]:
         await api.client.post("/api/register/", json={"username": name, "password": "password1"})
     seen: list[str] = []
-    cursor = None
+    cursor: str | None = None
     while True:
-        params = {"q": "ZED_", "limit": 2} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, str | int] = {"q": "ZED_", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
         page = (await api.client.get("/api/users/", params=params, headers=viewer.auth)).json()
         seen += [u["username"] for u in page["items"]]
         cursor = page["next_cursor"]
