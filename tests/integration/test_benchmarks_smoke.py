@@ -95,3 +95,19 @@ def test_instruction_count_of_a_rest_send_runs() -> None:
     assert found is not None, run.stdout
     total, per_send = (int(value.replace(",", "")) for value in found.groups())
     assert 100_000 < per_send < 100_000_000 and total == pytest.approx(3 * per_send, abs=3)
+
+
+def test_instruction_count_of_a_socket_message_runs() -> None:
+    """``--route ws``: each message is read on every member's socket before the next is sent,
+    so a run that counts anything delivered all of them (a lost delivery times out instead)."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        pytest.skip("valgrind is not installed (apt-get install valgrind): benchmarks.instructions needs it")
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--route", "ws", "--members", "3", "--sends", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    found = re.search(r"over 3 socket messages to 3 sockets: ([\d,]+); per message: ([\d,]+)", run.stdout)
+    assert found is not None, run.stdout
+    total, per_message = (int(value.replace(",", "")) for value in found.groups())
+    assert 100_000 < per_message < 100_000_000 and total == pytest.approx(3 * per_message, abs=3)
