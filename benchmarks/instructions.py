@@ -1,7 +1,7 @@
 """Instructions per REST send, counted by callgrind: an A/B for levers smaller than the noise.
 
     python -m benchmarks.instructions [--sends 200] [--route send|history|ws] [--members 10] [--client-ids]
-                                      [--pythonpath DIR]
+                                      [--pythonpath DIR] [--keep callgrind.out]
 
 CPU time on a shared VM moves by 2x between runs of the same code minutes apart, which hides a
 lever worth 5-10%; an instruction count barely moves. The server (`convocore serve` on its
@@ -49,7 +49,13 @@ _SETUP = {
 
 
 def count(
-    sends: int, *, pythonpath: str | None, route: str = "send", client_ids: bool = False, members: int = 10
+    sends: int,
+    *,
+    pythonpath: str | None,
+    route: str = "send",
+    client_ids: bool = False,
+    members: int = 10,
+    keep: Path | None = None,
 ) -> int:
     """Instructions the server ran while serving ``sends`` requests of ``route`` (a post, a
     page of history, or a message sent over a socket to ``members`` sockets), one at a time."""
@@ -85,6 +91,8 @@ def count(
         finally:
             server.send_signal(signal.SIGINT)
             _, stderr = server.communicate(timeout=300)
+        if keep is not None and out.exists():
+            shutil.copyfile(out, keep)
         found = re.search(r"Collected : (\d+)", stderr)
         if found is None:
             raise SystemExit(f"callgrind reported no total:\n{stderr[-2000:]}")
@@ -202,11 +210,17 @@ def main() -> None:
         help="history: newest page of 50; ws: a message.send frame delivered to --members sockets",
     )
     parser.add_argument("--members", type=int, default=10, help="sockets in the room (--route ws)")
+    parser.add_argument("--keep", type=Path, help="keep callgrind's output here (for callgrind_annotate)")
     parser.add_argument("--client-ids", action="store_true", help="each post with a client_id")
     parser.add_argument("--pythonpath", help="another checkout's src, in front of this one's")
     args = parser.parse_args()
     total = count(
-        args.sends, pythonpath=args.pythonpath, route=args.route, client_ids=args.client_ids, members=args.members
+        args.sends,
+        pythonpath=args.pythonpath,
+        route=args.route,
+        client_ids=args.client_ids,
+        members=args.members,
+        keep=args.keep,
     )
     if args.route == "ws":
         print(
