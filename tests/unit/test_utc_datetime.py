@@ -1,5 +1,6 @@
 """UtcDateTime's SQLite processors, one step each, against SQLAlchemy's two layers they replace."""
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
@@ -50,8 +51,22 @@ def test_the_sqlite_processors_store_and_read_what_sqlalchemys_did() -> None:
         restored = fast_result(stored)
         assert restored is not None and restored.tzinfo is UTC
     assert fast_bind(None) is None and fast_result(None) is None
-    for text in ("2026-11-30 12:00:00", "2026-11-30 12:00"):  # shorter forms SQLAlchemy reads too
+    for text in ("2026-11-30 12:00:00", "2026-11-30 12:00", "2026-11-30"):  # shorter forms SQLAlchemy reads too
         assert fast_result(text) == result(text)  # type: ignore[operator]
+        read = fast_result(text)
+        assert read is not None and read.tzinfo is UTC
+
+
+def test_binding_again_gives_each_value_its_own_text() -> None:
+    """The last bound value's text is kept (a post binds one clock reading several times):
+    it must never answer for another value, equal or not."""
+    bind, _ = _two_layers()
+    fast_bind = UtcDateTime()._cached_bind_processor(SQLITE)
+    assert fast_bind is not None
+    moments = _moments()[:300]
+    for previous, moment in itertools.pairwise(moments):
+        for value in (moment, moment, previous, moment.astimezone(timezone(timedelta(hours=-3))), moment):
+            assert fast_bind(value) == bind(value)  # type: ignore[operator]
 
 
 def test_a_naive_datetime_is_refused_as_before() -> None:

@@ -89,21 +89,48 @@ class UtcDateTime(TypeDecorator[datetime]):
 _Processor = Callable[[Any], Any]
 
 
+_bound: tuple[datetime | None, str | None] = (None, None)  # the last value bound, and its text
+
+
 def _sqlite_bind(value: datetime | None) -> str | None:
-    """``process_bind_param`` then SQLite's DATETIME storage format, ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    """``process_bind_param`` then SQLite's DATETIME storage format, ``YYYY-MM-DD HH:MM:SS.ffffff``.
+
+    A post binds the one clock reading it was given several times (the message, the
+    conversation, the sender's membership), so the last value's text is kept: a datetime is
+    immutable and the kept one is alive, so the same object means the same text."""
+    global _bound
     if value is None:
         return None
+    last = _bound
+    if value is last[0]:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; pass an aware one")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is UTC:  # its isoformat ends in "+00:00"; replace(tzinfo=None) costs more than slicing it off
+        text = value.isoformat(" ", "microseconds")[:-6]
+    else:
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    _bound = (value, text)
+    return text
 
 
 def _sqlite_result(value: str | None) -> datetime | None:
-    """SQLite's DATETIME text (as SQLAlchemy parses it) as an aware UTC datetime."""
+    """SQLite's DATETIME text (as SQLAlchemy parses it) as an aware UTC datetime. The stored
+    form (``YYYY-MM-DD HH:MM:SS.ffffff``, 26 characters) is parsed with its zone in one step:
+    ``replace(tzinfo=)`` alone cost several times the parse. Any other form goes the way
+    SQLAlchemy reads it (``fromisoformat`` would read a bare date with an offset as naive)."""
     if value is None:
         return None
+    if len(value) == _STORED_LENGTH:
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            pass
     parsed: datetime = str_to_datetime(value)
     return parsed.replace(tzinfo=UTC)
+
+
+_STORED_LENGTH = len("2026-01-01 00:00:00.000000")
 
 
 users = Table(
