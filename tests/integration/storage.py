@@ -9,9 +9,9 @@ import asyncio
 import atexit
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,9 +19,10 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convocore.adapters.sql import migrate
-from convocore.adapters.sql.unit_of_work import create_engine
+from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
 from tests.conftest import POSTGRES_URL, require_service
 
 KINDS = ("memory", "sqlite", "postgres")
@@ -105,3 +106,16 @@ async def _admin(url: str, statement: str) -> None:
 def _run(work: Any) -> None:
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, work).result()
+
+
+@asynccontextmanager
+async def schema_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``url`` with the schema made; afterwards its SQLite link (if any) closed and
+    the engine disposed."""
+    engine = create_engine(url)
+    try:
+        await create_schema(engine)
+        yield engine
+    finally:
+        SqlAlchemyUnitOfWorkFactory(engine=engine).close()
+        await engine.dispose()

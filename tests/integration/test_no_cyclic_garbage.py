@@ -17,13 +17,14 @@ import pytest
 
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
 from convocore.adapters.memory import InProcessBroadcaster, MemoryUnitOfWorkFactory
-from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
+from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from convocore.adapters.system import SystemClock, UuidGenerator
 from convocore.application.accounts import RegisterUser
 from convocore.application.conversations import StartConversation
 from convocore.application.messages import ListMessages, PostMessage
 from convocore.application.ports import UnitOfWorkFactory
 from convocore.domain.conversations import Kind
+from tests.integration.storage import schema_engine
 
 
 class _Watched:
@@ -45,14 +46,8 @@ async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield MemoryUnitOfWorkFactory()
         return
     url = f"sqlite:///{tmp_path / 'posts.db'}" if request.param == "sqlite-file" else "sqlite://"
-    engine = create_engine(url)
-    try:
-        await create_schema(engine)
-        sql = SqlAlchemyUnitOfWorkFactory(engine=engine)
-        yield sql
-        sql.close()
-    finally:
-        await engine.dispose()
+    async with schema_engine(url) as engine:
+        yield SqlAlchemyUnitOfWorkFactory(engine=engine)
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from convocore.adapters.sql.unit_of_work import (
     SqlAlchemyUnitOfWorkFactory,
     SqliteUnitOfWork,
     create_engine,
-    create_schema,
 )
 from convocore.domain.errors import Conflict, Unavailable
 from convocore.domain.users import User
+from tests.integration.storage import schema_engine
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -33,13 +33,8 @@ def person(name: str) -> User:
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'uow.db'}")
-    try:
-        await create_schema(engine)
+    async with schema_engine(f"sqlite:///{tmp_path / 'uow.db'}") as engine:
         yield engine
-    finally:
-        SqlAlchemyUnitOfWorkFactory(engine=engine).close()
-        await engine.dispose()
 
 
 async def test_a_file_gets_the_sqlite_unit_of_work_and_memory_keeps_sqlalchemys(engine: AsyncEngine) -> None:

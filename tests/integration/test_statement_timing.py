@@ -13,21 +13,19 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convocore.adapters.sql.timing import time_statements
-from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
+from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from convocore.domain.users import User
+from tests.integration.storage import schema_engine
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["file", "memory"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'timing.db'}" if request.param == "file" else "sqlite://")
-    try:
-        await create_schema(engine)
+    async with schema_engine(
+        f"sqlite:///{tmp_path / 'timing.db'}" if request.param == "file" else "sqlite://"
+    ) as engine:
         yield engine
-    finally:
-        SqlAlchemyUnitOfWorkFactory(engine=engine).close()
-        await engine.dispose()
 
 
 async def _three_statements(factory: SqlAlchemyUnitOfWorkFactory, name: str) -> None:
