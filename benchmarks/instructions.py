@@ -44,6 +44,7 @@ _SETUP = {
     "CONVOCORE_ARGON2_TIME_COST": "1",
     "CONVOCORE_ARGON2_MEMORY_COST": "1024",
     "CONVOCORE_SEND_LIMIT": "1000000",
+    "CONVOCORE_AUTH_RATE_PER_MINUTE": "1000000",  # --members registrations and logins from one address
     "PYTHONHASHSEED": "0",
 }
 
