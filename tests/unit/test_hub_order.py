@@ -67,3 +67,39 @@ async def test_events_that_arrive_while_a_subscription_starts_keep_their_order()
         ("message.updated", 1),
         ("conversation.updated", None),
     ]
+
+
+async def test_a_live_gap_is_filled_from_storage_and_a_repeat_is_not_sent_again() -> None:
+    stored = {seq: _message(seq) for seq in range(1, 5)}
+    last_stored = 0
+
+    async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
+        return Backlog(messages=[stored[s] for s in range(after + 1, last_stored + 1)], last_seq=last_stored)
+
+    sent: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(json.loads(message["text"])["message"]["seq"])
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    hub = Hub(fetch=fetch)
+    connection = Connection(send=send, user_id="u", session_id="s", expires_at=NOW.replace(year=2100), queue_size=64)
+    await hub.register(connection)
+    hub.subscribe(connection, "c", after=None)
+    await settle()
+
+    last_stored = 1
+    hub.dispatch(MessageCreated(message=stored[1]))
+    last_stored = 3  # 2 was committed, but its event never reached this process
+    hub.dispatch(MessageCreated(message=stored[3]))
+    await settle()
+    assert sent == [1, 2, 3]  # 2 read from storage, before 3
+
+    hub.dispatch(MessageCreated(message=stored[3]))  # heard twice (a replay overlapping the stream)
+    last_stored = 4
+    hub.dispatch(MessageCreated(message=stored[4]))
+    await settle()
+    assert sent == [1, 2, 3, 4]
