@@ -144,12 +144,12 @@ def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
     async def other_server_send(message: dict[str, object]) -> None: ...
 
     assert DirectWriter.of(other_server_send) is None
-    for change in ("pushing back", "closing", "transport closing", "compressing"):
+    for change in ("pushing back", "close sent", "transport closing", "compressing"):
         protocol = _protocol()
         if change == "pushing back":
             protocol.writable.clear()
-        elif change == "closing":
-            protocol.conn.state = State.CLOSING
+        elif change == "close sent":
+            protocol.close_sent = True
         elif change == "transport closing":
             protocol.transport.closing = True  # type: ignore[attr-defined]
         else:
@@ -158,6 +158,18 @@ def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
         assert writer is not None
         assert not writer.write("x"), change
         assert protocol.transport.written == []  # type: ignore[attr-defined]
+
+
+async def test_a_socket_whose_close_handshake_began_gets_no_frame() -> None:
+    """Its state is checked when the round's frames are written, not per frame."""
+    protocol = _protocol()
+    protocol.conn.state = State.CLOSING
+    writer = DirectWriter.of(protocol.send)
+    assert writer is not None
+    writer.write("x")
+    await asyncio.sleep(0)
+    writer.flush()
+    assert protocol.transport.written == []  # type: ignore[attr-defined]
 
 
 async def test_a_socket_that_fails_to_write_does_not_stop_delivery_to_the_others() -> None:

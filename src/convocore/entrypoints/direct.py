@@ -109,15 +109,19 @@ class DirectWriter:
 
     def write(self, text: str) -> bool:
         """Take ``text`` as one frame, written at the end of this round of the loop, or say
-        False (nothing taken) to go the long way."""
+        False (nothing taken) to go the long way.
+
+        The close handshake's state (websockets' ``conn.state``, a property: a Python call
+        per delivery) is left to ``flush``, which writes nothing once it is not OPEN. uvicorn's
+        protocol leaves OPEN only by sending a close (``close_sent``) or by answering the
+        peer's and closing the transport, both checked here; a frame taken in between is
+        dropped, as the long way would have refused it."""
         protocol = self._protocol
-        conn = protocol.conn
         if (
             protocol.close_sent
             or protocol.disconnected
             or not protocol.writable.is_set()
-            or conn.state is not _OPEN
-            or conn.extensions
+            or protocol.conn.extensions
             or protocol.transport.is_closing()
         ):
             return False
