@@ -38,7 +38,7 @@ class Metrics:
         # One per event published, several per post: plain counts read at scrape time.
         self.events_published = _KindCounts("convocore_events_published", "Events this process committed and published")
         REGISTRY.register(self.events_published)
-        self.deliveries = 0  # one per frame per socket: a plain count, read at scrape time
+        self.deliveries = 0  # one per frame per socket, added to by the hub: read at scrape time
         REGISTRY.register(_Count("convocore_deliveries", "Frames queued for sockets", lambda: self.deliveries))
         self.send_queue_drops = Counter(
             "convocore_send_queue_drops", "Sockets closed (4408) because their send queue overflowed"
@@ -61,9 +61,6 @@ class Metrics:
 
     def socket_closed(self) -> None:
         self.open_sockets.dec()
-
-    def offered(self) -> None:
-        self.deliveries += 1  # a Counter takes a lock per increment; this runs per delivery
 
     def dropped(self) -> None:
         self.send_queue_drops.inc()
