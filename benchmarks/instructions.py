@@ -103,7 +103,7 @@ def count(
 def _count_requests(
     client: httpx.Client, counting: Callable[[bool], None], *, route: str, sends: int, client_ids: bool
 ) -> None:
-    token, conversation = _set_up(client)
+    [token], conversation = _set_up(client, members=1)
     auth = {"Authorization": f"Bearer {token}"}
     if route == "history":
         for i in range(60):
@@ -124,17 +124,7 @@ def _count_frames(
 ) -> None:
     """``members`` users on their user sockets in one group; the first sends, one message at a
     time, and each is read on every socket (the sender's ack too) before the next."""
-    tokens, ids = [], []
-    for n in range(members):
-        credentials = {"username": f"member{n}", "password": "correct horse"}
-        client.post("/api/register/", json=credentials).raise_for_status()
-        login = client.post("/api/login/", json=credentials).json()
-        tokens.append(str(login["access_token"]))
-        ids.append(str(login["user"]["id"]))
-    group = {"kind": "group", "title": "counted", "members": ids[1:], "public": False}
-    created = client.post("/api/conversations/", json=group, headers={"Authorization": f"Bearer {tokens[0]}"})
-    created.raise_for_status()
-    conversation = str(created.json()["id"])
+    tokens, conversation = _set_up(client, members=members)
     with contextlib.ExitStack() as stack:
         sockets = [
             stack.enter_context(connect(f"ws://127.0.0.1:{port}/ws/?token={token}", open_timeout=120))
@@ -152,9 +142,7 @@ def _count_frames(
 
 
 def _exchange(sockets: list[ClientConnection], conversation: str, i: int, client_ids: bool) -> None:
-    frame: dict[str, str] = {"type": "message.send", "conversation_id": conversation, "body": f"{i:05d}" + "x" * 95}
-    if client_ids:
-        frame["client_id"] = f"counted-{i}"
+    frame = {"type": "message.send", **_message(conversation, i, client_ids)}
     sockets[0].send(json.dumps(frame))
     for n, socket in enumerate(sockets):
         awaited = {"message.created", "ack"} if n == 0 else {"message.created"}
@@ -168,11 +156,16 @@ def _exchange(sockets: list[ClientConnection], conversation: str, i: int, client
             awaited.discard(kind)
 
 
-def _post(client: httpx.Client, auth: dict[str, str], conversation: str, i: int, client_id: bool) -> None:
+def _message(conversation: str, i: int, client_id: bool) -> dict[str, str]:
+    """The ``i``-th post's fields: a 100-byte body, and a client_id if asked."""
     body = {"conversation_id": conversation, "body": f"{i:05d}" + "x" * 95}
     if client_id:
         body["client_id"] = f"counted-{i}"
-    response = client.post("/api/messages/", json=body, headers=auth)
+    return body
+
+
+def _post(client: httpx.Client, auth: dict[str, str], conversation: str, i: int, client_id: bool) -> None:
+    response = client.post("/api/messages/", json=_message(conversation, i, client_id), headers=auth)
     if response.status_code != 201:
         raise SystemExit(f"send {i}: {response.status_code} {response.text}")
 
@@ -191,14 +184,20 @@ def _wait_for(client: httpx.Client, server: subprocess.Popen[str]) -> None:
     raise SystemExit("the server did not answer /health in 10 minutes")
 
 
-def _set_up(client: httpx.Client) -> tuple[str, str]:
-    credentials = {"username": "counted", "password": "correct horse"}
-    client.post("/api/register/", json=credentials).raise_for_status()
-    token = client.post("/api/login/", json=credentials).json()["access_token"]
-    group = {"kind": "group", "title": "counted", "members": [], "public": False}
-    created = client.post("/api/conversations/", json=group, headers={"Authorization": f"Bearer {token}"})
+def _set_up(client: httpx.Client, *, members: int) -> tuple[list[str], str]:
+    """``members`` users (the first named "counted") and a group of them that the first made:
+    their tokens, and the group's id."""
+    tokens, ids = [], []
+    for n in range(members):
+        credentials = {"username": f"counted{n}" if n else "counted", "password": "correct horse"}
+        client.post("/api/register/", json=credentials).raise_for_status()
+        login = client.post("/api/login/", json=credentials).json()
+        tokens.append(str(login["access_token"]))
+        ids.append(str(login["user"]["id"]))
+    group = {"kind": "group", "title": "counted", "members": ids[1:], "public": False}
+    created = client.post("/api/conversations/", json=group, headers={"Authorization": f"Bearer {tokens[0]}"})
     created.raise_for_status()
-    return str(token), str(created.json()["id"])
+    return tokens, str(created.json()["id"])
 
 
 def main() -> None:

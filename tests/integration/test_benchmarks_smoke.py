@@ -80,34 +80,35 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
     assert result["machine"]["python_loop_s"] > 0
 
 
+def _instructions(*args: str) -> str:
+    """``benchmarks.instructions`` with ``args``: what it printed (skipped without valgrind)."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        pytest.skip("valgrind is not installed (apt-get install valgrind): benchmarks.instructions needs it")
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def _total_and_each(pattern: str, printed: str, times: int) -> None:
+    found = re.search(pattern, printed)
+    assert found is not None, printed
+    total, each = (int(value.replace(",", "")) for value in found.groups())
+    assert 100_000 < each < 100_000_000 and total == pytest.approx(times * each, abs=times)
+
+
 def test_instruction_count_of_a_rest_send_runs() -> None:
     """benchmarks.instructions (the A/B for levers under the noise), at three sends: the server
     starts under callgrind, the sends are counted, and nothing else is (instrumentation is off
     for startup and setup, which alone cost billions)."""
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        pytest.skip("valgrind is not installed (apt-get install valgrind): benchmarks.instructions needs it")
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--sends", "3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    found = re.search(r"over 3 sends: ([\d,]+); per REST send: ([\d,]+)", run.stdout)
-    assert found is not None, run.stdout
-    total, per_send = (int(value.replace(",", "")) for value in found.groups())
-    assert 100_000 < per_send < 100_000_000 and total == pytest.approx(3 * per_send, abs=3)
+    printed = _instructions("--sends", "3")
+    _total_and_each(r"over 3 sends: ([\d,]+); per REST send: ([\d,]+)", printed, 3)
 
 
 def test_instruction_count_of_a_socket_message_runs() -> None:
     """``--route ws``: each message is read on every member's socket before the next is sent,
     so a run that counts anything delivered all of them (a lost delivery times out instead)."""
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        pytest.skip("valgrind is not installed (apt-get install valgrind): benchmarks.instructions needs it")
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--route", "ws", "--members", "3", "--sends", "3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    found = re.search(r"over 3 socket messages to 3 sockets: ([\d,]+); per message: ([\d,]+)", run.stdout)
-    assert found is not None, run.stdout
-    total, per_message = (int(value.replace(",", "")) for value in found.groups())
-    assert 100_000 < per_message < 100_000_000 and total == pytest.approx(3 * per_message, abs=3)
+    printed = _instructions("--route", "ws", "--members", "3", "--sends", "3")
+    _total_and_each(r"over 3 socket messages to 3 sockets: ([\d,]+); per message: ([\d,]+)", printed, 3)

@@ -90,6 +90,7 @@ _Processor = Callable[[Any], Any]
 
 
 _bound: tuple[datetime | None, str | None] = (None, None)  # the last value bound, and its text
+_STORED_LENGTH = len("2026-01-01 00:00:00.000000")
 
 
 def _sqlite_bind(value: datetime | None) -> str | None:
@@ -128,9 +129,6 @@ def _sqlite_result(value: str | None) -> datetime | None:
             pass
     parsed: datetime = str_to_datetime(value)
     return parsed.replace(tzinfo=UTC)
-
-
-_STORED_LENGTH = len("2026-01-01 00:00:00.000000")
 
 
 users = Table(
