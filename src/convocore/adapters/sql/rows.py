@@ -11,6 +11,19 @@ from convocore.domain.messages import Message
 from convocore.domain.users import AuthSession, User
 
 Values = dict[str, Any]
+# Stored text to enum member by a dict lookup: calling the enum (``Role(text)``) runs
+# ``EnumType.__call__`` in Python, ~25x the lookup, and a post reads a kind and a role. Anything
+# else goes through the call, which raises as before.
+_KINDS: dict[Any, Kind] = {kind.value: kind for kind in Kind}
+_ROLES: dict[Any, Role] = {role.value: role for role in Role}
+
+
+def _kind(text: Any) -> Kind:
+    return _KINDS.get(text) or Kind(text)
+
+
+def _role(text: Any) -> Role:
+    return _ROLES.get(text) or Role(text)
 
 
 class _Columns:
@@ -82,7 +95,7 @@ def conversation_from_row(row: RowMapping) -> Conversation:
     c = _CONVERSATIONS
     return Conversation(
         id=row[c.id],
-        kind=Kind(row[c.kind]),
+        kind=_kind(row[c.kind]),
         title=row[c.title],
         public=row[c.public],
         created_by=row[c.created_by],
@@ -114,7 +127,7 @@ def member_from_row(row: RowMapping) -> Member:
     return Member(
         conversation_id=row[c.conversation_id],
         user_id=row[c.user_id],
-        role=Role(row[c.role]),
+        role=_role(row[c.role]),
         joined_at=row[c.joined_at],
         last_read_seq=row[c.last_read_seq],
     )
@@ -167,7 +180,7 @@ def conversation_from_record(record: Sequence[Any]) -> Conversation:
     id_, kind, title, public, created_by, created_at, last_activity_at, last_seq, member_count, direct_key = record
     return Conversation(
         id=id_,
-        kind=Kind(kind),
+        kind=_kind(kind),
         title=title,
         public=public,
         created_by=created_by,
@@ -184,7 +197,7 @@ def member_from_record(record: Sequence[Any]) -> Member:
     return Member(
         conversation_id=conversation_id,
         user_id=user_id,
-        role=Role(role),
+        role=_role(role),
         joined_at=joined_at,
         last_read_seq=last_read_seq,
     )
