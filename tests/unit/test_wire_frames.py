@@ -124,14 +124,13 @@ async def test_frames_waiting_for_the_round_go_before_the_long_way_and_never_aft
 
     socket = _socket(server_send, protocol)
     socket.offer('{"n":1}')
-    protocol.conn.extensions = [_DEFLATE]  # now only the long way will do
+    protocol.writable.clear()  # pushing back: now only the long way will do
     socket.offer('{"n":2}')
     assert protocol.transport.written == [  # type: ignore[attr-defined]
         text_frame('{"n":1}'),
         repr({"type": "websocket.send", "text": '{"n":2}'}).encode(),
     ]
 
-    protocol.conn.extensions = []
     closing = _protocol()
     writer = DirectWriter.of(closing.send)
     assert writer is not None and writer.write('{"n":3}')
@@ -144,16 +143,17 @@ def test_anything_but_an_open_writable_socket_goes_the_long_way() -> None:
     async def other_server_send(message: dict[str, object]) -> None: ...
 
     assert DirectWriter.of(other_server_send) is None
-    for change in ("pushing back", "close sent", "transport closing", "compressing"):
+    compressing = _protocol()
+    compressing.conn.extensions = [_DEFLATE]  # negotiated in the handshake: the socket never writes directly
+    assert DirectWriter.of(compressing.send) is None
+    for change in ("pushing back", "close sent", "transport closing"):
         protocol = _protocol()
         if change == "pushing back":
             protocol.writable.clear()
         elif change == "close sent":
             protocol.close_sent = True
-        elif change == "transport closing":
-            protocol.transport.closing = True  # type: ignore[attr-defined]
         else:
-            protocol.conn.extensions = [_DEFLATE]
+            protocol.transport.closing = True  # type: ignore[attr-defined]
         writer = DirectWriter.of(protocol.send)
         assert writer is not None
         assert not writer.write("x"), change

@@ -105,6 +105,8 @@ class DirectWriter:
             return None
         if not all(hasattr(protocol, name) for name in ("conn", "transport", "writable", "close_sent", "disconnected")):
             return None
+        if protocol.conn.extensions:  # negotiated in the handshake, which is over: fixed for the socket
+            return None
         return cls(protocol)
 
     def write(self, text: str) -> bool:
@@ -121,18 +123,19 @@ class DirectWriter:
             protocol.close_sent
             or protocol.disconnected
             or not protocol.writable.is_set()
-            or protocol.conn.extensions
             or protocol.transport.is_closing()
         ):
             return False
+        last = _last  # text_frame's own first step, without the call: a room's sockets share one event
+        data = last[1] if last[0] is text else text_frame(text)
         out = self._out
         if out is None:
-            self._out = [text_frame(text)]
+            self._out = [data]
             if self._round is None:
                 self._round = _round()
             self._round.add(self)
         else:
-            out.append(text_frame(text))
+            out.append(data)
         return True
 
     def flush(self) -> None:
