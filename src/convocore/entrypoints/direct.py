@@ -9,9 +9,9 @@ socket. That was most of the CPU a fan-out delivery cost (see docs/performance.m
 
 This reaches into uvicorn's protocol object, so it is used only where it is known to be right:
 the server's ``send`` belongs to ``WebSocketsSansIOProtocol``, the handshake is done, no
-extension (compression) was negotiated, and the socket is open and not pushing back. Anything
-else (another server, a paused or closing socket) returns False and the caller goes through the
-ASGI ``send`` instead, which handles every case.
+extension (compression) was negotiated, and the socket is open and not pushing back. Another
+server or a compressing socket gets no writer, and a paused or closing one's ``write`` says
+False; either way the caller goes through the ASGI ``send`` instead, which handles every case.
 
 A socket's frames are gathered for the rest of the event loop's current round of work and
 written together once it is over (``call_soon``): one ``transport.write``, one ``send()`` and
@@ -99,7 +99,8 @@ class DirectWriter:
 
     @classmethod
     def of(cls, server_send: Any) -> "DirectWriter | None":
-        """A writer for the socket whose ASGI ``send`` this is, or None where it would not be right."""
+        """A writer for the socket whose ASGI ``send`` this is, or None where it would not be right.
+        Only once the socket is accepted: the handshake settles its extensions for good."""
         protocol = getattr(server_send, "__self__", None)
         if not isinstance(protocol, WebSocketsSansIOProtocol):  # wsserver.py's is one
             return None
