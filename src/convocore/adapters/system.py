@@ -11,8 +11,9 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-# A version-4 UUID's fixed bits: the version nibble (0100) and the RFC 4122 variant (10).
-_V4_KEEP = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+# A version-4 UUID's fixed bits, the version nibble and the RFC 4122 variant, and their values
+# (0100 and 10); every other bit of the 128 is random.
+_V4_FIXED = (0xF << 76) | (0x3 << 62)
 _V4_SET = (0x4 << 76) | (0x2 << 62)
 
 
@@ -21,7 +22,7 @@ class UuidGenerator:
         """``str(uuid.uuid4())`` without the ``UUID`` object (a third of the time: every post
         takes one): 122 random bits from ``os.urandom``, as ``uuid4`` draws them, in its
         canonical text form."""
-        digits = (int.from_bytes(os.urandom(16)) & _V4_KEEP | _V4_SET).to_bytes(16).hex()
+        digits = (int.from_bytes(os.urandom(16)) & ~_V4_FIXED | _V4_SET).to_bytes(16).hex()
         return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
