@@ -27,6 +27,7 @@ from convocore.adapters.sql import sqlite_fast, tables
 from convocore.adapters.sql.rows import (
     CONVERSATION_RECORD,
     MEMBER_RECORD,
+    PAGE_COLUMNS,
     Values,
     conversation_from_record,
     conversation_from_row,
@@ -394,7 +395,7 @@ _save_message = _Saver(_messages, "conversation_id", "seq", insert_missing=False
 def _page_statement(*, before: bool, after: bool) -> Select[Any]:
     m = _messages.c
     statement = (
-        _messages.select().where(m.conversation_id == bindparam("k_conversation_id")).limit(bindparam("k_limit"))
+        select(*PAGE_COLUMNS).where(m.conversation_id == bindparam("k_conversation_id")).limit(bindparam("k_limit"))
     )
     if before:
         statement = statement.where(m.seq < bindparam("k_before"))
@@ -443,7 +444,7 @@ class SqlAlchemyMessageRepository:
         params = {"k_conversation_id": conversation_id, "k_limit": limit, "k_before": before, "k_after": after}
         # By position: a page is 50 rows, and rows by name cost more than the messages made from them.
         records = (await self._execute(_PAGES[before is not None, after is not None], params)).all()
-        messages = [message_from_record(record) for record in records]
+        messages = [message_from_record(conversation_id, record) for record in records]
         if after is None:
             messages.reverse()
         return messages

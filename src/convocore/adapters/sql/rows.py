@@ -203,7 +203,8 @@ def member_from_record(record: Sequence[Any]) -> Member:
     )
 
 
-# The order of ``messages.select()``'s columns, which ``message_from_record`` unpacks.
+# The order of the messages table's columns; a page reads all but the first (``PAGE_COLUMNS``),
+# which ``message_from_record`` unpacks.
 MESSAGE_RECORD = (
     "conversation_id",
     "seq",
@@ -224,10 +225,14 @@ for _table, _record in (
     if tuple(column.key for column in _table.columns) != _record:
         raise RuntimeError(f"the {_table.name} table's columns moved: update its record and from_record")
 
+PAGE_COLUMNS = tuple(column for column in tables.messages.columns if column.key != "conversation_id")
 
-def message_from_record(record: Sequence[Any]) -> Message:
-    """A message from a row of ``messages.select()`` read by position (``Result.all()``)."""
-    conversation_id, seq, id_, sender_id, body, client_id, reply_to, created_at, edited_at, deleted = record
+
+def message_from_record(conversation_id: str, record: Sequence[Any]) -> Message:
+    """A message of ``conversation_id`` from a row of ``PAGE_COLUMNS`` read by position
+    (``Result.all()``): a page's rows share their conversation, which the query names, so it
+    is not read back 51 times (each column read is a round through the sqlite3 module)."""
+    seq, id_, sender_id, body, client_id, reply_to, created_at, edited_at, deleted = record
     return Message(
         id=id_,
         conversation_id=conversation_id,
