@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    # First, before anything imports sqlite3: a process-wide SQLite setting (sqlite_threads.py).
+    from convocore.adapters.sql.sqlite_threads import use_multithread_mode
+
+    sqlite_multithread = use_multithread_mode()
     import uvicorn
 
     from convocore.entrypoints.wsserver import WebSocketProtocol
@@ -79,7 +83,9 @@ def serve(args: argparse.Namespace) -> int:
     configure_logging(level=args.log_level, log_format=settings.log_format)
     where = "memory (nothing persisted)" if settings.memory else _shown(settings.database_url)
     live = f"Redis at {settings.redis_url}" if settings.redis_url else "this process only"
-    logging.getLogger("convocore").info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
+    log = logging.getLogger("convocore")
+    log.info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
+    log.debug("SQLite connections without a mutex (multi-thread mode): %s", "yes" if sqlite_multithread else "no")
     uvicorn.run(
         served_app(settings),
         host=settings.host,
