@@ -1,28 +1,40 @@
-"""``sqlite_fast.Result.all()``: the processed columns of each row, rows in order, on both of
-its ways (row by row for one or two records, column by column for more)."""
+"""``sqlite_fast.Result.all()``: every row of a page with its datetime and boolean columns as the
+column types read them, in order, on both of its ways (row by row for one or two records,
+column by column for more). The plan is the real one, compiled for SQLite; the records are what
+``sqlite3`` returns for the messages table's columns (text datetimes, 0/1 booleans)."""
 
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
 
-from convocore.adapters.sql.sqlite_fast import Result
+from convocore.adapters.sql import tables
+from convocore.adapters.sql.rows import PAGE_COLUMNS
+from convocore.adapters.sql.sqlite_fast import FastSqlite, Result
+
+START = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)
+PARAMS = {"k_conversation_id": "c1"}
+STATEMENT = select(*PAGE_COLUMNS).where(tables.messages.c.conversation_id == "c1")
 
 
-class _Plan:
-    """What ``Result`` reads of a plan: which columns are processed, and how."""
+def stored(n: int) -> tuple[object, ...]:
+    """The n-th row as sqlite3 gives it: seq, id, sender_id, body, client_id, reply_to,
+    created_at, edited_at, deleted."""
+    created = (START + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    edited = f"2026-12-02 00:00:{n % 60:02d}.000001" if n % 2 else None
+    return (n, f"m{n}", "u1", f"body {n}", None, None, created, edited, int(n % 3 == 0))
 
-    def __init__(self, processed: tuple[tuple[int, Any], ...]) -> None:
-        self.processed = processed
+
+def expected(n: int) -> list[object]:
+    edited = datetime(2026, 12, 2, 0, 0, n % 60, 1, tzinfo=UTC) if n % 2 else None
+    return [n, f"m{n}", "u1", f"body {n}", None, None, START + timedelta(seconds=n), edited, n % 3 == 0]
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 51])
-def test_each_processed_column_is_processed_in_every_row_and_the_rest_left_alone(count: int) -> None:
-    records = [(n, f"{n}", None if n % 2 else n * 10, n % 3 == 0) for n in range(count)]
-    plan = _Plan(((1, int), (2, lambda value: None if value is None else -value)))
-    rows = Result(plan, list(records), count).all()  # type: ignore[arg-type]
-    assert [list(row) for row in rows] == [[n, n, None if n % 2 else -n * 10, n % 3 == 0] for n in range(count)]
-
-
-def test_rows_with_nothing_to_process_are_the_records() -> None:
-    records = [(1, "a"), (2, "b"), (3, "c")]
-    assert Result(_Plan(()), records, 3).all() == records  # type: ignore[arg-type]
+def test_each_row_comes_back_with_its_columns_read_as_their_types(count: int) -> None:
+    plan = FastSqlite(sqlite.dialect()).plan(STATEMENT, PARAMS)
+    assert plan is not None and plan.processed  # the datetimes and the boolean are processed
+    rows = Result(plan, [stored(n) for n in range(count)], count).all()
+    assert [list(row) for row in rows] == [expected(n) for n in range(count)]
+    assert all(type(row[8]) is bool for row in rows)
