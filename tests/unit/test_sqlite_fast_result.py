@@ -1,7 +1,6 @@
 """``sqlite_fast.Result.all()``: every row of a page with its datetime and boolean columns as the
-column types read them, in order, on both of its ways (row by row for one or two records,
-column by column for more). The plan is the real one, compiled for SQLite; the records are what
-``sqlite3`` returns for the messages table's columns (text datetimes, 0/1 booleans)."""
+column types read them, in order. The plan is the real one, compiled for SQLite; the records are
+what ``sqlite3`` returns for the messages table's columns (text datetimes, 0/1 booleans)."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -91,18 +91,11 @@ class Result:
         return _Mappings(self)
 
     def all(self) -> list[Sequence[Any]]:
-        processed, records = self._plan.processed, self._records
+        processed = self._plan.processed
         if not processed:
-            return list(records)
-        if len(records) > 2:
-            # Column by column: each processor is mapped over its column, and the rows zipped
-            # back, all in C; a Python loop over a page's rows cost about what the processing did.
-            columns: list[Any] = list(zip(*records, strict=True))
-            for index, process in processed:
-                columns[index] = map(process, columns[index])
-            return list(zip(*columns, strict=True))
+            return list(self._records)
         out: list[Sequence[Any]] = []
-        for record in records:
+        for record in self._records:
             values = list(record)
             for index, process in processed:
                 values[index] = process(record[index])
