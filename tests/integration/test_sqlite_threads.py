@@ -11,10 +11,13 @@ import subprocess
 import sys
 import textwrap
 
-_PROBE = """
-import ctypes, sqlite3, _sqlite3
+import pytest
 
+# Prepended to every script; it imports sqlite3 only when called, so a script decides what runs first.
+_PROBE = """
 def has_mutex() -> bool:
+    import ctypes, sqlite3, _sqlite3
+
     connection = sqlite3.connect(":memory:")
     db = ctypes.c_void_p.from_address(id(connection) + object.__basicsize__).value
     assert db, "no sqlite3* where the probe looked"
@@ -28,41 +31,34 @@ def has_mutex() -> bool:
 
 
 def _run(code: str) -> str:
-    script = textwrap.dedent(code).replace("import_probe()", "exec(PROBE, globals())")
     done = subprocess.run(
-        [sys.executable, "-c", f"PROBE = {_PROBE!r}\n{script}"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _PROBE + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
 def test_a_connection_has_its_mutex_by_default() -> None:
-    assert _run("import_probe()\nprint(has_mutex())") == "True"
+    assert _run("print(has_mutex())") == "True"
 
 
-def test_set_before_sqlite3_is_imported_a_connection_has_no_mutex() -> None:
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        ("", "True False"),  # in time: taken, and connections have no mutex
+        ("import sqlite3", "False True"),  # too late: refused, and nothing changes
+    ],
+)
+def test_it_takes_only_before_sqlite3_is_imported(first: str, expected: str) -> None:
     out = _run(
-        """
+        f"""
+        {first}
         from convocore.adapters.sql.sqlite_threads import use_multithread_mode
         took = use_multithread_mode()
-        import_probe()
         print(took, has_mutex())
         """
     )
-    assert out == "True False"
-
-
-def test_too_late_it_says_so_and_changes_nothing() -> None:
-    out = _run(
-        """
-        import sqlite3
-        from convocore.adapters.sql.sqlite_threads import use_multithread_mode
-        took = use_multithread_mode()
-        import_probe()
-        print(took, has_mutex())
-        """
-    )
-    assert out == "False True"
+    assert out == expected
 
 
 def test_serve_sets_it_before_anything_imports_sqlite3() -> None:
@@ -73,7 +69,6 @@ def test_serve_sets_it_before_anything_imports_sqlite3() -> None:
         from convocore.entrypoints import cli
 
         def probe(app, **options):
-            import_probe()
             print(has_mutex())
 
         uvicorn.run = probe

@@ -43,5 +43,4 @@ def use_multithread_mode() -> bool:
         config = ctypes.CDLL(spec.origin).sqlite3_config
     except (OSError, AttributeError):
         return False
-    config.restype = ctypes.c_int
-    return bool(config(ctypes.c_int(_SQLITE_CONFIG_MULTITHREAD)) == _SQLITE_OK)
+    return bool(config(_SQLITE_CONFIG_MULTITHREAD) == _SQLITE_OK)  # ctypes' default: int in, int out
