@@ -13,12 +13,18 @@ the WAL checkpointer has its own, on its own thread. That is what SQLite's multi
 (``SQLITE_CONFIG_MULTITHREAD``) asks: no connection used by two threads at the same time. Its
 global structures keep their mutexes.
 
-``use_multithread_mode`` sets that mode in the SQLite library that ``sqlite3`` will use: the one
-the ``_sqlite3`` extension links to, found through the extension's own file without importing it.
-SQLite takes the setting only before it initializes, which importing ``sqlite3`` does; later it
-answers SQLITE_MISUSE and nothing changes. The mode is the whole process's, so only
-``convocore serve``, which owns its process, asks for it; an app embedding Convocore keeps the
-mode its SQLite was built with.
+With it goes one global mutex that a serving process does not need either: by default SQLite
+counts the memory it holds (``SQLITE_CONFIG_MEMSTATUS``), taking a global mutex for every
+allocation and every free, ~55 of each per message posted over a socket (lever 43). The counts serve
+only ``sqlite3_memory_used``, ``sqlite3_status`` and a soft heap limit, none of which Python's
+``sqlite3`` or Convocore uses.
+
+``use_multithread_mode`` sets both in the SQLite library that ``sqlite3`` will use: the one the
+``_sqlite3`` extension links to, found through the extension's own file without importing it.
+SQLite takes these settings only before it initializes, which importing ``sqlite3`` does; later it
+answers SQLITE_MISUSE and nothing changes. They are the whole process's, so only
+``convocore serve``, which owns its process, asks for them; an app embedding Convocore keeps what
+its SQLite was built with.
 """
 
 import ctypes
@@ -26,12 +32,14 @@ import importlib.util
 import sys
 
 _SQLITE_CONFIG_MULTITHREAD = 2
+_SQLITE_CONFIG_MEMSTATUS = 9
 _SQLITE_OK = 0
 
 
 def use_multithread_mode() -> bool:
-    """Put SQLite in multi-thread mode for this process; True if it took it, False if it was
-    too late (``sqlite3`` already imported) or the library cannot be reached or refused."""
+    """Put SQLite in multi-thread mode, without memory statistics, for this process; True if it
+    took both, False if it was too late (``sqlite3`` already imported: neither is taken) or the
+    library cannot be reached or refused."""
     if "_sqlite3" in sys.modules:
         return False
     spec = importlib.util.find_spec("_sqlite3")
@@ -43,4 +51,7 @@ def use_multithread_mode() -> bool:
         config = ctypes.CDLL(spec.origin).sqlite3_config
     except (OSError, AttributeError):
         return False
-    return bool(config(_SQLITE_CONFIG_MULTITHREAD) == _SQLITE_OK)  # ctypes' default: int in, int out
+    # ctypes' default conversion: ints in, an int out.
+    if config(_SQLITE_CONFIG_MULTITHREAD) != _SQLITE_OK:
+        return False
+    return bool(config(_SQLITE_CONFIG_MEMSTATUS, 0) == _SQLITE_OK)
