@@ -6,7 +6,8 @@ received messages and an ``asyncio.Event`` for back-pressure (five deques betwee
 4 KiB, though the queue has one reader and rarely holds more than a message), and the opening
 handshake's request and response with all their headers long after the handshake is over.
 This keeps the same behaviour with a small inbox and flag in their place, and lets go of the
-handshake's headers once the socket is accepted.
+handshake's headers once the socket is accepted. One change of behaviour: it stops reading a
+socket once two received messages wait for the app, where uvicorn's stops at every one.
 """
 
 import asyncio
@@ -16,8 +17,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 
 class _Inbox:
-    """The part of ``asyncio.Queue`` uvicorn uses (``put_nowait``, ``get``, ``empty``), for
-    its one reader: the app's ``receive``."""
+    """The part of ``asyncio.Queue`` uvicorn and ``WebSocketProtocol`` use (``put_nowait``,
+    ``get``, ``empty``, ``qsize``), for its one reader: the app's ``receive``."""
 
     __slots__ = ("_items", "_waiter")
 
@@ -27,6 +28,9 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
 
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
@@ -94,6 +98,30 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
+
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn's, but reading stops only once a second message waits for the app, not at
+        # every message: a reader waiting in ``receive`` (the usual case) takes it at once, and
+        # stopping and restarting reads cost two changes of the socket's epoll registration
+        # per message received (docs/performance.md, lever 44). What a socket can hold unread
+        # stays bounded: two messages, and what the read that brought them held.
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # the app is past `websocket.close`: reads stay active for the peer's close reply
+        if self.curr_msg_data_type == "text":
+            try:
+                self.queue.put_nowait({"type": "websocket.receive", "text": data.decode()})
+            except UnicodeDecodeError:
+                self.logger.exception("Invalid UTF-8 sequence received from client.")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused and self.queue.qsize() > 1:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def start_keepalive(self) -> None:
         # Called once the handshake's response is written: the request and response (and
