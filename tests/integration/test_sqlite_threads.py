@@ -59,8 +59,8 @@ def test_it_takes_only_before_sqlite3_is_imported(first: str, expected: str) -> 
     out = _run(
         f"""
         {first}
-        from convocore.adapters.sql.sqlite_threads import use_multithread_mode
-        took = use_multithread_mode()
+        from convocore.adapters.sql.sqlite_threads import use_serving_mode
+        took = use_serving_mode()
         print(took, probe())
         """
     )

@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     # First, before anything imports sqlite3: process-wide SQLite settings (sqlite_threads.py).
-    from convocore.adapters.sql.sqlite_threads import use_multithread_mode
+    from convocore.adapters.sql.sqlite_threads import use_serving_mode
 
-    sqlite_multithread = use_multithread_mode()
+    sqlite_serving = use_serving_mode()
     import uvicorn
 
     from convocore.entrypoints.wsserver import WebSocketProtocol
@@ -85,7 +85,7 @@ def serve(args: argparse.Namespace) -> int:
     live = f"Redis at {settings.redis_url}" if settings.redis_url else "this process only"
     log = logging.getLogger("convocore")
     log.info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
-    log.debug("SQLite in multi-thread mode, without memory statistics: %s", "yes" if sqlite_multithread else "no")
+    log.debug("SQLite in multi-thread mode, without memory statistics: %s", "yes" if sqlite_serving else "no")
     uvicorn.run(
         served_app(settings),
         host=settings.host,

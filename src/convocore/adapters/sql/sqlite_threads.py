@@ -19,7 +19,7 @@ allocation and every free, ~55 of each per message posted over a socket (lever 4
 only ``sqlite3_memory_used``, ``sqlite3_status`` and a soft heap limit, none of which Python's
 ``sqlite3`` or Convocore uses.
 
-``use_multithread_mode`` sets both in the SQLite library that ``sqlite3`` will use: the one the
+``use_serving_mode`` sets both in the SQLite library that ``sqlite3`` will use: the one the
 ``_sqlite3`` extension links to, found through the extension's own file without importing it.
 SQLite takes these settings only before it initializes, which importing ``sqlite3`` does; later it
 answers SQLITE_MISUSE and nothing changes. They are the whole process's, so only
@@ -36,7 +36,7 @@ _SQLITE_CONFIG_MEMSTATUS = 9
 _SQLITE_OK = 0
 
 
-def use_multithread_mode() -> bool:
+def use_serving_mode() -> bool:
     """Put SQLite in multi-thread mode, without memory statistics, for this process; True if it
     took both, False if it was too late (``sqlite3`` already imported: neither is taken) or the
     library cannot be reached or refused."""
