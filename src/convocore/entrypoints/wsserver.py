@@ -17,8 +17,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 
 class _Inbox:
-    """The part of ``asyncio.Queue`` uvicorn and ``WebSocketProtocol`` use (``put_nowait``,
-    ``get``, ``empty``, ``qsize``), for its one reader: the app's ``receive``."""
+    """The part of ``asyncio.Queue`` uvicorn uses (``put_nowait``, ``get``, ``empty``), for
+    its one reader: the app's ``receive``."""
 
     __slots__ = ("_items", "_waiter")
 
@@ -28,9 +28,6 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
 
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
@@ -100,28 +97,21 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = _Flag()  # type: ignore[assignment]
 
     def send_receive_event_to_app(self) -> None:
-        # uvicorn's, but reading stops only once a second message waits for the app, not at
-        # every message: a reader waiting in ``receive`` (the usual case) takes it at once, and
-        # stopping and restarting reads cost two changes of the socket's epoll registration
-        # per message received (docs/performance.md, lever 44). What a socket can hold unread
-        # stays bounded: two messages, and what the read that brought them held.
-        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-        self.frames = []
-        if self.close_sent:
-            return  # the app is past `websocket.close`: reads stay active for the peer's close reply
-        if self.curr_msg_data_type == "text":
-            try:
-                self.queue.put_nowait({"type": "websocket.receive", "text": data.decode()})
-            except UnicodeDecodeError:
-                self.logger.exception("Invalid UTF-8 sequence received from client.")
-                self.conn.send_close(1007)
-                self.handle_parser_exception()
-                return
-        else:
-            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
-        if not self.read_paused and self.queue.qsize() > 1:
-            self.read_paused = True
-            self.transport.pause_reading()
+        # uvicorn's stops reading at every message it queues; here only once a second message
+        # waits for the app. A reader waiting in ``receive`` (the usual case) takes the first at
+        # once, and stopping and restarting reads cost two changes of the socket's epoll
+        # registration per message received (docs/performance.md, lever 44). What a socket can
+        # hold unread stays bounded: two messages, and what the read that brought them held.
+        if self.read_paused or not self.queue.empty():
+            super().send_receive_event_to_app()  # a message already waits: uvicorn's own rule
+            return
+        # None waits: uvicorn's method queues this one and skips stopping reads that it is told
+        # are stopped already; they are not, and stay on.
+        self.read_paused = True
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = False
 
     def start_keepalive(self) -> None:
         # Called once the handshake's response is written: the request and response (and
