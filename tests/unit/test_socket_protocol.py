@@ -5,7 +5,9 @@ stops only once the app has messages waiting."""
 import asyncio
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
@@ -149,3 +151,106 @@ async def test_reading_stops_only_once_a_second_message_waits_for_the_app() -> N
     assert transport.calls == ["pause", "resume"]  # both taken: reading again
     reading.clear()
     protocol.connection_lost(None)
+
+
+def _frame(opcode: Opcode, payload: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False) -> bytes:
+    frame = Frame(opcode, payload, fin=fin).serialize(mask=mask, extensions=[])
+    return bytes([frame[0] | 0x40]) + frame[1:] if rsv1 else frame  # websockets will not build a bad one
+
+
+async def _serve(
+    protocol_class: type[WebSocketsSansIOProtocol], reads: list[bytes]
+) -> tuple[list[Any], bytes, bool, int]:
+    """``reads`` through a socket of ``protocol_class``, one read at a time, the app taking
+    each message as it comes: what the app received, what the server wrote after its
+    handshake, whether it closed the socket, and how many reads went through websockets' parser."""
+    received: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            received.append({k: v for k, v in message.items() if k != "code"} | {"code": message.get("code")})
+            if message["type"] == "websocket.disconnect":
+                return
+
+    config = Config(app=app, ws=protocol_class, ws_ping_interval=None, ws_max_size=1000, log_level="critical")
+    config.load()
+    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+    transport = _Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(
+        b"GET /ws/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    for _ in range(10):
+        await asyncio.sleep(0)
+    handshake = bytes(transport.written)
+    assert handshake.startswith(b"HTTP/1.1 101"), handshake
+    parsed = 0
+    feed = protocol.conn.receive_data
+
+    def counted(data: bytes | bytearray) -> None:
+        nonlocal parsed
+        parsed += 1
+        feed(data)
+
+    protocol.conn.receive_data = counted  # type: ignore[method-assign]
+    for data in reads:
+        if transport.closing:
+            break
+        protocol.data_received(data)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    protocol.connection_lost(None)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return received, bytes(transport.written[len(handshake) :]), transport.closing, parsed
+
+
+async def test_a_read_of_one_whole_text_frame_skips_the_frame_parser() -> None:
+    """Lever 45: one whole final masked text frame in a read, as a client's message comes, is
+    handed to the app without websockets' parser; a frame that comes in pieces still goes
+    through it, and both reach the app as uvicorn's own protocol hands them on."""
+    short, medium = _frame(Opcode.TEXT, "héllo".encode()), _frame(Opcode.TEXT, b"x" * 300)
+    split = _frame(Opcode.TEXT, b"split in two")
+    reads = [short, medium, split[:5], split[5:]]
+
+    received, written, closing, parsed = await _serve(WebSocketProtocol, reads)
+
+    assert parsed == 2  # only the two pieces of the split frame
+    assert [m.get("text") for m in received[:3]] == ["héllo", "x" * 300, "split in two"]
+    assert (received, written, closing) == (await _serve(WebSocketsSansIOProtocol, reads))[:3]
+
+
+_SECOND, _LATER = _frame(Opcode.TEXT, b"second"), _frame(Opcode.TEXT, b"later")  # one mask each, cut below
+_ODD_READS = {
+    "fragmented": [_frame(Opcode.TEXT, b"frag", fin=False), _frame(Opcode.CONT, b"ment")],
+    "a whole frame in a fragmented message": [
+        _frame(Opcode.TEXT, b"one", fin=False),
+        _frame(Opcode.TEXT, b"not a continuation"),
+    ],
+    "two frames in one read": [_frame(Opcode.TEXT, b"a") + _frame(Opcode.TEXT, b"b")],
+    "a frame and part of the next": [_frame(Opcode.TEXT, b"first") + _SECOND[:3], _SECOND[3:]],
+    "the header alone, then the payload": [_LATER[:6], _LATER[6:], _frame(Opcode.TEXT, b"after")],
+    "a header, then a payload that is itself a whole frame": [  # a zero mask leaves the payload as sent
+        bytes([0x81, 0x80 | len(_LATER)]) + bytes(4),
+        _LATER,
+    ],
+    "a 64-bit length": [_frame(Opcode.TEXT, b"x" * 200)[:2] + b"\x7f" + (200).to_bytes(8, "big")],
+    "unmasked": [_frame(Opcode.TEXT, b"bare", mask=False), _frame(Opcode.TEXT, b"after")],
+    "not UTF-8": [_frame(Opcode.TEXT, b"\xff\xfe"), _frame(Opcode.TEXT, b"after")],
+    "over the size limit": [_frame(Opcode.TEXT, b"x" * 1001), _frame(Opcode.TEXT, b"after")],
+    "at the size limit": [_frame(Opcode.TEXT, b"x" * 1000)],
+    "a reserved bit": [_frame(Opcode.TEXT, b"rsv", rsv1=True), _frame(Opcode.TEXT, b"after")],
+    "binary": [_frame(Opcode.BINARY, b"\x00\x01")],
+    "a ping": [_frame(Opcode.PING, b"p"), _frame(Opcode.TEXT, b"after")],
+    "a close, then text": [_frame(Opcode.CLOSE, (1000).to_bytes(2, "big")), _frame(Opcode.TEXT, b"after close")],
+    "an empty text frame": [_frame(Opcode.TEXT, b"")],
+}
+
+
+@pytest.mark.parametrize("reads", list(_ODD_READS.values()), ids=list(_ODD_READS))
+async def test_every_other_read_is_answered_as_uvicorns_protocol_answers_it(reads: list[bytes]) -> None:
+    assert (await _serve(WebSocketProtocol, reads))[:3] == (await _serve(WebSocketsSansIOProtocol, reads))[:3]

@@ -8,12 +8,30 @@ handshake's request and response with all their headers long after the handshake
 This keeps the same behaviour with a small inbox and flag in their place, and lets go of the
 handshake's headers once the socket is accepted. One change of behaviour: it stops reading a
 socket once two received messages wait for the app, where uvicorn's stops at every one.
+
+It also takes the usual read, one whole text frame from the client, without websockets' frame
+parser, and hands it on as the parser would have (``data_received``); any other read goes
+through the parser. ``tests/unit/test_socket_protocol.py`` holds both to uvicorn's own protocol.
 """
 
 import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import OPEN, Protocol
+from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
+
+try:  # websockets' own unmasking, as its parser picks it: the C speedup where it was built
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
+
+# Where websockets' parser is suspended between two frames: the server's parser (not
+# ``discard``, which replaces it once a close is under way), past the handshake, in the frame
+# loop, waiting in ``at_eof`` for the next frame's first byte with nothing buffered.
+_PARSER = (ServerProtocol.parse.__code__, Protocol.parse.__code__, StreamReader.at_eof.__code__)
+_FIN_TEXT, _MASKED = 0x81, 0x80
 
 
 class _Inbox:
@@ -95,6 +113,48 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        # A read that holds exactly one whole text frame, final and masked, as a client's
+        # message nearly always comes, is taken here; anything else (control frames, fragments,
+        # a frame split over reads or several in one, a 64-bit length, anything websockets
+        # would refuse) goes through websockets' parser as before. What it saves per message
+        # received: the parser's generators, the Frame and Opcode built, and uvicorn's event
+        # dispatch (docs/performance.md, lever 45). The frame goes on as uvicorn's own
+        # ``handle_text`` hands it on: same checks, same decoding, same reading rule.
+        payload = self._whole_text_frame(data)
+        if payload is None:
+            super().data_received(data)
+            return
+        self.curr_msg_data_type = "text"
+        self.frames = [payload]
+        self.send_receive_event_to_app()
+
+    def _whole_text_frame(self, data: bytes) -> bytes | None:
+        """The unmasked payload if ``data`` is one whole final masked text frame that
+        websockets would accept as it stands, and its parser waits between frames."""
+        size = len(data)
+        if size < 6 or data[0] != _FIN_TEXT:  # FIN, no RSV bits (no extensions), opcode TEXT
+            return None
+        length = data[1] ^ _MASKED  # >= 128 when the mask bit is not set: not taken here
+        if length < 126:
+            start = 6
+        elif length == 126 and size >= 8:
+            length, start = (data[2] << 8) | data[3], 8
+        else:
+            return None
+        conn = self.conn
+        if size != start + length or conn.state is not OPEN or conn.current_size is not None or conn.debug:
+            return None
+        limit = conn.max_message_size
+        if (limit is not None and length > limit) or conn.max_fragment_size is not None or conn.extensions:
+            return None
+        parser: Any = conn.parser
+        for code in _PARSER:
+            if getattr(parser, "gi_code", None) is not code:
+                return None
+            parser = parser.gi_yieldfrom
+        return apply_mask(data[start:], data[start - 4 : start])
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn's stops reading at every message it queues; here only once a second message
