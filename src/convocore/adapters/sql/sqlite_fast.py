@@ -31,6 +31,25 @@ Processor = Callable[[Any], Any] | None
 _prebuilt: dict[int, Executable] = {}  # by id; holding them keeps each id theirs for good
 
 
+def bind_none_directly() -> None:
+    """Let ``sqlite3`` bind None without looking for a way to adapt it.
+
+    Python 3.11's ``sqlite3`` binds an int, float or str as it is, but anything else, None
+    included, only after looking for an adapter: the registry, then ``__adapt__`` on its protocol
+    type (where CPython formats an AttributeError's message to learn there is none), then
+    ``__conform__`` on the value. That was ~0.8 us per None bound, and a new message binds two
+    (``reply_to``, ``edited_at``; docs/performance.md, lever 47). With an adapter registered for
+    None the registry answers at once; an empty dict's ``get`` gives None for any value, in C.
+    None still binds as NULL. The registry is the process's: one for None is added only if there
+    is none (an app's own is left alone)."""
+    if (type(None), sqlite3.PrepareProtocol) not in sqlite3.adapters:
+        nothing: dict[None, None] = {}
+        sqlite3.register_adapter(type(None), nothing.get)
+
+
+bind_none_directly()
+
+
 S = TypeVar("S", bound=Executable)
 
 
