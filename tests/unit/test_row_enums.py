@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from convocore.adapters.sql.rows import conversation_from_record, member_from_record
+from convocore.adapters.sql.rows import conversation_from_record, conversation_values, member_from_record, member_values
 from convocore.domain.conversations import Kind, Role
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -27,3 +27,17 @@ def test_an_unknown_role_or_kind_is_refused() -> None:
         member_from_record(("c", "u", "boss", NOW, 0))
     with pytest.raises(ValueError, match="channel"):
         conversation_from_record(("c", "channel", None, False, "u", NOW, NOW, 0, 1, None))
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_a_role_is_written_as_its_text(role: Role) -> None:
+    member = member_from_record(("c", "u", role.value, NOW, 0))
+    written = member_values(member)["role"]
+    assert written == role.value and type(written) is str  # a str subclass would bind the slow way
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_a_kind_is_written_as_its_text(kind: Kind) -> None:
+    conversation = conversation_from_record(("c", kind.value, None, False, "u", NOW, NOW, 0, 1, None))
+    written = conversation_values(conversation)["kind"]
+    assert written == kind.value and type(written) is str

@@ -86,6 +86,7 @@ class _Saver:
         self._update: Update = _built(update(table).where(_by(table, *key)))
         self._insert: Insert | None = _built(insert(table)) if insert_missing else None
         self._key = key
+        self._key_params = tuple(f"k_{name}" for name in key)  # the WHERE's parameters, named once
 
     async def __call__(self, execute: Execute, values: Values, seen: "_Seen") -> None:
         row_key = tuple(values[name] for name in self._key)
@@ -95,7 +96,7 @@ class _Saver:
         else:
             params = {name: value for name, value in values.items() if known.get(name, _MISSING) != value}
         if params:  # else what this transaction read or wrote of the row is what it would write
-            params.update((f"k_{name}", value) for name, value in zip(self._key, row_key, strict=True))
+            params.update(zip(self._key_params, row_key, strict=True))
             result = await execute(self._update, params)
             if result.rowcount == 0 and self._insert is not None:
                 await execute(self._insert, values)

@@ -16,6 +16,10 @@ Values = dict[str, Any]
 # else goes through the call, which raises as before.
 _KINDS: dict[Any, Kind] = {kind.value: kind for kind in Kind}
 _ROLES: dict[Any, Role] = {role.value: role for role in Role}
+# And back: ``member.value`` is an ``enum.property``, a descriptor written in Python; a save writes
+# a kind and a role (lever 48).
+_KIND_TEXT: dict[Kind, str] = {kind: kind.value for kind in Kind}
+_ROLE_TEXT: dict[Role, str] = {role: role.value for role in Role}
 
 
 def _kind(text: Any) -> Kind:
@@ -110,7 +114,7 @@ def conversation_from_row(row: RowMapping) -> Conversation:
 def conversation_values(conversation: Conversation) -> Values:
     return {
         "id": conversation.id,
-        "kind": conversation.kind.value,
+        "kind": _KIND_TEXT[conversation.kind],
         "title": conversation.title,
         "public": conversation.public,
         "created_by": conversation.created_by,
@@ -137,7 +141,7 @@ def member_values(member: Member) -> Values:
     return {
         "conversation_id": member.conversation_id,
         "user_id": member.user_id,
-        "role": member.role.value,
+        "role": _ROLE_TEXT[member.role],
         "joined_at": member.joined_at,
         "last_read_seq": member.last_read_seq,
     }
