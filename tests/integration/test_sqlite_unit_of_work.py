@@ -4,6 +4,8 @@ one unit of work at a time on it, a turn never lost to a cancelled waiter, state
 by the engine's listeners, and the connection closed and reopened on demand."""
 
 import asyncio
+import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +108,30 @@ async def test_units_committing_in_one_round_share_one_commit(engine: AsyncEngin
     SqlAlchemyUnitOfWorkFactory(engine=engine).close()  # what is committed is on disk for a new connection
     async with factory() as uow:
         assert len(await uow.users.get_many([f"id-u{i}" for i in range(20)] + ["id-later"])) == 21
+
+
+async def test_the_units_statements_run_on_one_cursor(engine: AsyncEngine) -> None:
+    """Lever 49: no cursor made per statement (``Connection.execute`` makes one each time)."""
+    factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    await _store(factory, "first")  # opens the connection
+    raw = factory.sqlite_connection()
+    ran: list[object] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call" and getattr(arg, "__name__", "") in ("execute", "cursor"):
+            owner = getattr(arg, "__self__", None)
+            if owner is raw or (isinstance(owner, sqlite3.Cursor) and owner.connection is raw):
+                ran.append(owner)
+
+    sys.setprofile(profile)
+    try:
+        await _store(factory, "second")  # BEGIN, INSERT, COMMIT
+    finally:
+        sys.setprofile(None)
+    assert len(ran) == 3
+    assert all(isinstance(owner, sqlite3.Cursor) for owner in ran) and len({id(owner) for owner in ran}) == 1
+    async with factory() as uow:
+        assert await uow.users.get("id-second") is not None
 
 
 async def test_a_unit_failing_inside_a_batch_undoes_only_its_own_changes(engine: AsyncEngine) -> None:

@@ -63,8 +63,9 @@ def is_prebuilt(statement: Executable) -> bool:
     return id(statement) in _prebuilt
 
 
-def execute(raw: sqlite3.Connection, sql: str, values: Sequence[Any] = ()) -> sqlite3.Cursor:
-    """One statement on ``raw``, failing as SQLAlchemy would (so translate_errors knows it)."""
+def execute(raw: sqlite3.Connection | sqlite3.Cursor, sql: str, values: Sequence[Any] = ()) -> sqlite3.Cursor:
+    """One statement on ``raw`` (a connection, or a cursor of one), failing as SQLAlchemy would
+    (so translate_errors knows it)."""
     try:
         return raw.execute(sql, values)
     except sqlite3.Error as error:
@@ -204,7 +205,7 @@ class FastSqlite:
     def run(
         self,
         engine: Engine,
-        raw: sqlite3.Connection,
+        raw: sqlite3.Connection | sqlite3.Cursor,
         plan: _Plan,
         params: Mapping[str, Any],
         timers: list[StatementTimer],

@@ -309,6 +309,10 @@ class _SqliteLink:
         self._timers = timers_of(self._engine)  # the statement timers its fast path calls directly
         self._turn = asyncio.Lock()
         self._raw: sqlite3.Connection | None = None
+        # One cursor for every statement run here: ``Connection.execute`` makes a cursor per
+        # statement (and, in Python 3.11, a weak reference to it in the connection's list), and
+        # nothing here keeps a cursor past its statement (lever 49).
+        self._cursor: sqlite3.Cursor | None = None
         self._other: Connection | None = None  # for statements that are not prebuilt
         self._batch: _Batch | None = None  # units committed into the open transaction, awaiting its COMMIT
 
@@ -323,8 +327,14 @@ class _SqliteLink:
                 raise Unavailable("the database is busy or unreachable; try again", retry_after=1) from error
             # Now, outside any transaction: SQLAlchemy's first connect ends with a ROLLBACK.
             self._other = self._private_connection(raw)
+            self._cursor = raw.cursor()
             self._raw = raw
         return self._raw
+
+    def _on(self, raw: sqlite3.Connection) -> sqlite3.Connection | sqlite3.Cursor:
+        """Where a statement on ``raw`` runs: the link's cursor, while ``raw`` is its connection."""
+        cursor = self._cursor
+        return cursor if cursor is not None and raw is self._raw else raw
 
     async def take_turn(self) -> sqlite3.Connection:
         if self._turn.locked():  # else acquiring returns at once
@@ -352,13 +362,13 @@ class _SqliteLink:
         try:
             if self._batch is not None:
                 if raw.in_transaction:
-                    sqlite_fast.execute(raw, "SAVEPOINT unit")
+                    sqlite_fast.execute(self._on(raw), "SAVEPOINT unit")
                     return self._batch
                 # SQLite ended the batch's transaction itself (it rolls back on a full disk or
                 # an I/O error): its units must hear that it failed, and this one starts afresh.
                 batch, self._batch = self._batch, None
                 batch.failed(Unavailable("the database lost a transaction; try again", retry_after=1))
-            sqlite_fast.execute(raw, "BEGIN IMMEDIATE")
+            sqlite_fast.execute(self._on(raw), "BEGIN IMMEDIATE")
             return None
         except Exception as error:
             raise_translated(error)
@@ -369,10 +379,10 @@ class _SqliteLink:
         try:
             if joined is not None:
                 if joined is self._batch:  # else that batch was committed or failed meanwhile
-                    sqlite_fast.execute(raw, "ROLLBACK TO unit")
-                    sqlite_fast.execute(raw, "RELEASE unit")
+                    sqlite_fast.execute(self._on(raw), "ROLLBACK TO unit")
+                    sqlite_fast.execute(self._on(raw), "RELEASE unit")
             elif raw.in_transaction:
-                sqlite_fast.execute(raw, "ROLLBACK")
+                sqlite_fast.execute(self._on(raw), "ROLLBACK")
         except Exception as error:
             raise_translated(error)
 
@@ -382,7 +392,7 @@ class _SqliteLink:
         unit in it; a unit must not report its work done before the batch has."""
         try:
             if joined is not None:
-                sqlite_fast.execute(raw, "RELEASE unit")
+                sqlite_fast.execute(self._on(raw), "RELEASE unit")
             batch = self._batch
             if batch is None:
                 batch = self._batch = _Batch()
@@ -409,11 +419,11 @@ class _SqliteLink:
         if batch is None:
             return
         try:
-            sqlite_fast.execute(raw, "COMMIT")
+            sqlite_fast.execute(self._on(raw), "COMMIT")
         except Exception as error:
             try:
                 if raw.in_transaction:
-                    sqlite_fast.execute(raw, "ROLLBACK")
+                    sqlite_fast.execute(self._on(raw), "ROLLBACK")
             except Exception:
                 log.warning("rolling back a failed batch failed", exc_info=True)
             batch.failed(translated(error))
@@ -425,7 +435,7 @@ class _SqliteLink:
             if params is not None and sqlite_fast.is_prebuilt(statement):
                 plan = self._fast.plan(statement, params)
                 if plan is not None:
-                    return self._fast.run(self._engine, raw, plan, params, self._timers)
+                    return self._fast.run(self._engine, self._on(raw), plan, params, self._timers)
             return self._sqlalchemy().execute(statement, params)
         except Exception as error:
             raise_translated(error)
@@ -441,7 +451,7 @@ class _SqliteLink:
         batch, self._batch = self._batch, None
         if batch is not None:  # closing rolls its transaction back
             batch.failed(Unavailable("the database connection was closed; try again", retry_after=1))
-        other, raw, self._other, self._raw = self._other, self._raw, None, None
+        other, raw, self._other, self._raw, self._cursor = self._other, self._raw, None, None, None
         if other is not None:
             other.close()
             other.engine.dispose()
