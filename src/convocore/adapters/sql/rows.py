@@ -16,8 +16,8 @@ Values = dict[str, Any]
 # else goes through the call, which raises as before.
 _KINDS: dict[Any, Kind] = {kind.value: kind for kind in Kind}
 _ROLES: dict[Any, Role] = {role.value: role for role in Role}
-# And back: ``member.value`` is an ``enum.property``, a descriptor written in Python; a save writes
-# a kind and a role (lever 48).
+# And back: an enum member's ``value`` is an ``enum.property``, a descriptor written in Python,
+# and a save writes a kind and a role (lever 48).
 _KIND_TEXT: dict[Kind, str] = {kind: kind.value for kind in Kind}
 _ROLE_TEXT: dict[Role, str] = {role: role.value for role in Role}
 
