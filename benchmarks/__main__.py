@@ -53,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": {},
         "durations_s": {},
         "machine_cpu_pct": {},
+        "machine_steal_pct": {},
     }
     for name in chosen:
         print(f"== {name}", file=sys.stderr, flush=True)
-        started, busy = time.perf_counter(), procstat.machine_busy_s()
+        started, busy, steal = time.perf_counter(), procstat.machine_busy_s(), procstat.machine_steal_s()
         work = workloads.WORKLOADS[name]
         relays = tuple(args.relays.split(","))
         result = work(sizes, relays) if name == "ceiling" else work(sizes)  # type: ignore[call-arg]
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         run["durations_s"][name] = round(wall, 1)
         # Everyone's CPU over both cores (200% = both busy): what else ran shows here.
         run["machine_cpu_pct"][name] = round(100 * (procstat.machine_busy_s() - busy) / wall)
+        # Of that, the host's other guests (steal): noise no process of this machine shows.
+        run["machine_steal_pct"][name] = round(100 * (procstat.machine_steal_s() - steal) / wall, 1)
     results = run["workloads"]
     run["ceiling_ratio"] = report.ratios(results)
     run["ceiling_ratio_also"] = {f"{shape} {impl}": r for (shape, impl), r in report.other_ratios(results).items()}

@@ -183,6 +183,7 @@ async def fanout(job: dict[str, Any]) -> dict[str, Any]:
 async def _step(run: FanOut, pids: list[int], rate: float, job: dict[str, Any], steps: list[Any]) -> dict[str, Any]:
     """One step at ``rate``, recorded in ``steps`` (retries too)."""
     server0, machine0, wall0 = procstat.total_cpu_s(pids), procstat.machine_busy_s(), time.perf_counter()
+    steal0 = procstat.machine_steal_s()
     step = await run.run_step(rate, job["seconds"], job["drain_s"])
     wall = time.perf_counter() - wall0
     server_s = procstat.total_cpu_s(pids) - server0
@@ -191,6 +192,9 @@ async def _step(run: FanOut, pids: list[int], rate: float, job: dict[str, Any], 
     # shows a change smaller than the ladder's step (compare at one rate, e.g. the first step).
     step["server_us_per_msg"] = round(1e6 * server_s / step["acked"]) if step["acked"] else None
     step["machine_cpu_pct"] = round(100 * (procstat.machine_busy_s() - machine0) / wall)
+    # Of that, what other guests of the host took from this machine's cores (a shared VM's
+    # neighbours): a step that went wrong with steal high says more about the host than the code.
+    step["steal_pct"] = round(100 * (procstat.machine_steal_s() - steal0) / wall, 1)
     step["passed"] = passed(step)
     steps.append(step)
     print(_line(step), file=sys.stderr, flush=True)
@@ -214,7 +218,7 @@ def _line(s: dict[str, Any]) -> str:
         f"p50 {s['p50_ms']:.1f} p99 {s['p99_ms']:.1f} ms lost {s['lost']} dup {s['duplicated']} "
         f"reord {s['reordered']} err {s['errors']} closed {s['closed_sockets']} "
         f"cpu server {s['server_cpu_pct']}% ({s['server_us_per_msg']} us/msg) loadgen {s['loadgen_cpu_pct']}% "
-        f"machine {s['machine_cpu_pct']}% "
+        f"machine {s['machine_cpu_pct']}% (steal {s['steal_pct']}%) "
         f"{'ok' if s['passed'] else 'FAIL'}"
     )
 

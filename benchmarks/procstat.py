@@ -39,8 +39,25 @@ def total_cpu_s(pids: list[int]) -> float:
 
 
 def machine_busy_s() -> float:
-    """CPU seconds spent busy on all cores of the machine so far, by anyone."""
+    """CPU seconds spent busy on all cores of the machine so far, by anyone, steal included."""
+    return busy_and_steal_s(_cpu_line())[0]
+
+
+def machine_steal_s() -> float:
+    """CPU seconds the hypervisor gave to other guests while this machine's cores wanted to run
+    (steal), so far: neighbours on a shared host, which no process here shows."""
+    return busy_and_steal_s(_cpu_line())[1]
+
+
+def busy_and_steal_s(cpu_line: str) -> tuple[float, float]:
+    """Busy and steal seconds from /proc/stat's ``cpu`` line (user nice system idle iowait irq
+    softirq steal ..., in ticks); busy counts everything but idle and iowait, steal included."""
+    values = [int(v) for v in cpu_line.split()[1:]]
+    idle = values[3] + values[4]
+    steal = values[7] if len(values) > 7 else 0
+    return (sum(values[:8]) - idle) / _TICK, steal / _TICK
+
+
+def _cpu_line() -> str:
     with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle, iowait
-    return (sum(values[:8]) - idle) / _TICK
+        return stat.readline()

@@ -25,6 +25,7 @@ def _fan_out_is_clean(result: dict[str, Any]) -> None:
         assert (step["lost"], step["duplicated"], step["reordered"]) == (0, 0, 0), step
         assert step["errors"] == {} and step["closed_sockets"] == 0, step
         assert step["acked"] > 0 and step["server_us_per_msg"] >= 0, step
+        assert 0 <= step["steal_pct"] <= step["machine_cpu_pct"] + 1, step  # steal is part of busy
     # every message sent reached every socket of its room
     assert result["totals"]["delivered"] == sum(s["acked"] for s in result["steps"]) * result["members"], result
 
@@ -42,6 +43,7 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
     result = json.loads(output.read_text())
     workloads = result["workloads"]
     assert set(workloads) == set(WORKLOADS)
+    assert set(result["machine_steal_pct"]) == set(WORKLOADS)
 
     rest = workloads["rest"]
     assert rest["acked"] > 0 and rest["msgs_per_s"] > 0 and rest["p50_ms"] > 0 and rest["p99_ms"] > 0
