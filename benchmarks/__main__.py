@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name in chosen:
         print(f"== {name}", file=sys.stderr, flush=True)
-        started, busy, steal = time.perf_counter(), procstat.machine_busy_s(), procstat.machine_steal_s()
+        started, (busy, steal) = time.perf_counter(), procstat.machine_busy_and_steal_s()
         work = workloads.WORKLOADS[name]
         relays = tuple(args.relays.split(","))
         result = work(sizes, relays) if name == "ceiling" else work(sizes)  # type: ignore[call-arg]
@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - started
         run["durations_s"][name] = round(wall, 1)
         # Everyone's CPU over both cores (200% = both busy): what else ran shows here.
-        run["machine_cpu_pct"][name] = round(100 * (procstat.machine_busy_s() - busy) / wall)
+        busy_now, steal_now = procstat.machine_busy_and_steal_s()
+        run["machine_cpu_pct"][name] = round(100 * (busy_now - busy) / wall)
         # Of that, the host's other guests (steal): noise no process of this machine shows.
-        run["machine_steal_pct"][name] = round(100 * (procstat.machine_steal_s() - steal) / wall, 1)
+        run["machine_steal_pct"][name] = round(100 * (steal_now - steal) / wall, 1)
     results = run["workloads"]
     run["ceiling_ratio"] = report.ratios(results)
     run["ceiling_ratio_also"] = {f"{shape} {impl}": r for (shape, impl), r in report.other_ratios(results).items()}

@@ -182,8 +182,8 @@ async def fanout(job: dict[str, Any]) -> dict[str, Any]:
 
 async def _step(run: FanOut, pids: list[int], rate: float, job: dict[str, Any], steps: list[Any]) -> dict[str, Any]:
     """One step at ``rate``, recorded in ``steps`` (retries too)."""
-    server0, machine0, wall0 = procstat.total_cpu_s(pids), procstat.machine_busy_s(), time.perf_counter()
-    steal0 = procstat.machine_steal_s()
+    server0, wall0 = procstat.total_cpu_s(pids), time.perf_counter()
+    machine0, steal0 = procstat.machine_busy_and_steal_s()
     step = await run.run_step(rate, job["seconds"], job["drain_s"])
     wall = time.perf_counter() - wall0
     server_s = procstat.total_cpu_s(pids) - server0
@@ -191,10 +191,11 @@ async def _step(run: FanOut, pids: list[int], rate: float, job: dict[str, Any], 
     # Server CPU per message sent, its deliveries included: unlike the pass/fail of a step, this
     # shows a change smaller than the ladder's step (compare at one rate, e.g. the first step).
     step["server_us_per_msg"] = round(1e6 * server_s / step["acked"]) if step["acked"] else None
-    step["machine_cpu_pct"] = round(100 * (procstat.machine_busy_s() - machine0) / wall)
+    machine1, steal1 = procstat.machine_busy_and_steal_s()
+    step["machine_cpu_pct"] = round(100 * (machine1 - machine0) / wall)
     # Of that, what other guests of the host took from this machine's cores (a shared VM's
     # neighbours): a step that went wrong with steal high says more about the host than the code.
-    step["steal_pct"] = round(100 * (procstat.machine_steal_s() - steal0) / wall, 1)
+    step["steal_pct"] = round(100 * (steal1 - steal0) / wall, 1)
     step["passed"] = passed(step)
     steps.append(step)
     print(_line(step), file=sys.stderr, flush=True)

@@ -38,15 +38,12 @@ def total_cpu_s(pids: list[int]) -> float:
     return sum(cpu_s(pid) for pid in pids)
 
 
-def machine_busy_s() -> float:
-    """CPU seconds spent busy on all cores of the machine so far, by anyone, steal included."""
-    return busy_and_steal_s(_cpu_line())[0]
-
-
-def machine_steal_s() -> float:
-    """CPU seconds the hypervisor gave to other guests while this machine's cores wanted to run
-    (steal), so far: neighbours on a shared host, which no process here shows."""
-    return busy_and_steal_s(_cpu_line())[1]
+def machine_busy_and_steal_s() -> tuple[float, float]:
+    """CPU seconds spent busy on all cores of the machine so far, by anyone, steal included; and
+    of those, the steal: what the hypervisor gave other guests while this machine's cores wanted
+    to run (neighbours on a shared host, which no process here shows). One read of /proc/stat."""
+    with open("/proc/stat") as stat:
+        return busy_and_steal_s(stat.readline())
 
 
 def busy_and_steal_s(cpu_line: str) -> tuple[float, float]:
@@ -56,8 +53,3 @@ def busy_and_steal_s(cpu_line: str) -> tuple[float, float]:
     idle = values[3] + values[4]
     steal = values[7] if len(values) > 7 else 0
     return (sum(values[:8]) - idle) / _TICK, steal / _TICK
-
-
-def _cpu_line() -> str:
-    with open("/proc/stat") as stat:
-        return stat.readline()

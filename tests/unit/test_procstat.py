@@ -22,6 +22,7 @@ def test_a_kernel_without_a_steal_column_reports_none() -> None:
 
 
 def test_this_machine_reads_as_counters_that_only_grow() -> None:
-    busy, steal = procstat.machine_busy_s(), procstat.machine_steal_s()
+    busy, steal = procstat.machine_busy_and_steal_s()
     assert busy > 0 and 0 <= steal <= busy
-    assert procstat.machine_busy_s() >= busy and procstat.machine_steal_s() >= steal
+    busy_later, steal_later = procstat.machine_busy_and_steal_s()
+    assert busy_later >= busy and steal_later >= steal
