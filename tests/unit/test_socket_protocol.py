@@ -91,8 +91,34 @@ class _Transport(asyncio.Transport):
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
 
 
+def _frame(opcode: Opcode, payload: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False) -> bytes:
+    frame = Frame(opcode, payload, fin=fin).serialize(mask=mask, extensions=[])
+    return bytes([frame[0] | 0x40]) + frame[1:] if rsv1 else frame  # websockets will not build a bad one
+
+
 def _text(body: str) -> bytes:
-    return Frame(Opcode.TEXT, body.encode()).serialize(mask=True, extensions=[])
+    return _frame(Opcode.TEXT, body.encode())
+
+
+async def _opened(
+    protocol_class: type[WebSocketsSansIOProtocol], app: Any, **config: Any
+) -> tuple[WebSocketsSansIOProtocol, _Transport, bytes]:
+    """A socket of ``protocol_class`` serving ``app`` on a recording transport, past its
+    handshake: the protocol, the transport, and the handshake's response."""
+    loaded = Config(app=app, ws=protocol_class, ws_ping_interval=None, **config)
+    loaded.load()
+    protocol = protocol_class(config=loaded, server_state=ServerState(), app_state={})
+    transport = _Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(
+        b"GET /ws/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    for _ in range(10):
+        await asyncio.sleep(0)
+    handshake = bytes(transport.written)
+    assert handshake.startswith(b"HTTP/1.1 101"), handshake
+    return protocol, transport, handshake
 
 
 async def test_reading_stops_only_once_a_second_message_waits_for_the_app() -> None:
@@ -114,18 +140,7 @@ async def test_reading_stops_only_once_a_second_message_waits_for_the_app() -> N
             received.append(message["text"])
             done.set()
 
-    config = Config(app=app, ws=WebSocketProtocol, ws_ping_interval=None, log_level="warning")
-    config.load()
-    protocol = WebSocketProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = _Transport()
-    protocol.connection_made(transport)
-    protocol.data_received(
-        b"GET /ws/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert transport.written.startswith(b"HTTP/1.1 101"), bytes(transport.written)
+    protocol, transport, _ = await _opened(WebSocketProtocol, app, log_level="warning")
 
     reading.set()
     await asyncio.sleep(0)  # the app waits in receive
@@ -153,11 +168,6 @@ async def test_reading_stops_only_once_a_second_message_waits_for_the_app() -> N
     protocol.connection_lost(None)
 
 
-def _frame(opcode: Opcode, payload: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False) -> bytes:
-    frame = Frame(opcode, payload, fin=fin).serialize(mask=mask, extensions=[])
-    return bytes([frame[0] | 0x40]) + frame[1:] if rsv1 else frame  # websockets will not build a bad one
-
-
 async def _serve(
     protocol_class: type[WebSocketsSansIOProtocol], reads: list[bytes]
 ) -> tuple[list[Any], bytes, bool, int]:
@@ -175,19 +185,7 @@ async def _serve(
             if message["type"] == "websocket.disconnect":
                 return
 
-    config = Config(app=app, ws=protocol_class, ws_ping_interval=None, ws_max_size=1000, log_level="critical")
-    config.load()
-    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
-    transport = _Transport()
-    protocol.connection_made(transport)
-    protocol.data_received(
-        b"GET /ws/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    for _ in range(10):
-        await asyncio.sleep(0)
-    handshake = bytes(transport.written)
-    assert handshake.startswith(b"HTTP/1.1 101"), handshake
+    protocol, transport, handshake = await _opened(protocol_class, app, ws_max_size=1000, log_level="critical")
     parsed = 0
     feed = protocol.conn.receive_data
 
