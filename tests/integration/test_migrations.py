@@ -14,7 +14,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convocore.adapters.sql import migrate
-from convocore.adapters.sql.tables import metadata
+from convocore.adapters.sql.tables import POSTED_TRIGGER, metadata
 from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
 from convocore.domain.users import User
 from convocore.entrypoints.cli import main
@@ -50,6 +50,19 @@ def _differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), metadata))
 
 
+def _triggers(connection: Connection) -> set[str]:
+    if connection.dialect.name == "sqlite":
+        found = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+    else:
+        found = connection.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"))
+    return set(found.scalars())
+
+
+def _posted_trigger(engine: AsyncEngine) -> set[str]:
+    """The triggers the models make: ``tables.POSTED_TRIGGER``, on SQLite only."""
+    return {POSTED_TRIGGER} if engine.dialect.name == "sqlite" else set()
+
+
 async def _store_a_user(engine: AsyncEngine, username: str) -> None:
     uow = SqlAlchemyUnitOfWorkFactory(engine=engine)()
     async with uow:
@@ -78,6 +91,16 @@ async def test_an_empty_database_is_upgraded_to_head_and_works(engine: AsyncEngi
 async def test_the_models_match_the_migrations(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     assert await _sync(engine, _differences) == []
+    assert await _sync(engine, _triggers) == _posted_trigger(engine)  # which compare_metadata does not see
+
+
+async def test_revision_0002_adds_the_posted_trigger_and_takes_it_away(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine, "0001")
+    assert await _sync(engine, _triggers) == set()
+    await migrate.upgrade(engine)
+    assert await _sync(engine, _triggers) == _posted_trigger(engine)
+    await migrate.downgrade(engine, "0001")
+    assert await _sync(engine, _triggers) == set()
 
 
 async def test_strings_compare_bytewise_on_postgresql_as_the_models_say(postgres_database: str) -> None:
@@ -125,6 +148,7 @@ async def test_a_database_made_by_create_all_is_adopted_with_its_data(engine: As
     assert await migrate.current(engine) == migrate.head()
     assert await _username(engine, "veteran") == "veteran"
     assert await _sync(engine, _differences) == []
+    assert await _sync(engine, _triggers) == _posted_trigger(engine)  # create_all made it; 0002 found it there
     await migrate.ensure_current(engine)
 
 

@@ -18,11 +18,13 @@ import pytest
 
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
 from convocore.adapters.memory import InProcessBroadcaster
+from convocore.adapters.sql import tables
 from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
 from convocore.adapters.system import SystemClock, UuidGenerator
 from convocore.application.accounts import RegisterUser
 from convocore.application.conversations import StartConversation, UpdateConversation
 from convocore.application.messages import EditMessage, PostMessage
+from convocore.domain import messages
 from convocore.domain.conversations import Kind
 
 HISTORY = 5_000
@@ -137,10 +139,52 @@ async def test_renaming_and_editing_cost_the_same_at_5000_messages_of_history(ch
     assert (title, body) == ("after", "after")
 
 
-async def test_a_post_writes_only_the_columns_it_changes(chat: Chat) -> None:
-    post = PostMessage(uow=chat.uow, broadcaster=InProcessBroadcaster(), ids=UuidGenerator(), clock=SystemClock())
+def _traced(chat: Chat) -> list[str]:
     statements: list[str] = []
     chat.raw.set_trace_callback(statements.append)
+    return statements
+
+
+def _rows(chat: Chat) -> tuple[tuple[int, str], dict[str, int]]:
+    """The conversation's (last_seq, last_activity_at) as stored, and each member's read marker."""
+    conversation = chat.raw.execute(
+        "SELECT last_seq, last_activity_at FROM conversations WHERE id = ?", (chat.conversation,)
+    ).fetchone()
+    reads = chat.raw.execute(
+        "SELECT user_id, last_read_seq FROM members WHERE conversation_id = ?", (chat.conversation,)
+    ).fetchall()
+    return conversation, dict(reads)
+
+
+async def test_a_post_runs_no_update_the_trigger_moves_the_conversation_and_the_senders_marker(chat: Chat) -> None:
+    post = PostMessage(uow=chat.uow, broadcaster=InProcessBroadcaster(), ids=UuidGenerator(), clock=SystemClock())
+    await post.execute(user_id=chat.owner, conversation_id=chat.conversation, body="first")  # the link is open
+    statements = _traced(chat)
+    try:
+        await post.execute(user_id=chat.other, conversation_id=chat.conversation, body="hello")
+    finally:
+        chat.raw.set_trace_callback(None)
+    assert not [s for s in statements if s.startswith("UPDATE")], statements
+    (last_seq, activity), reads = _rows(chat)
+    (created,) = chat.raw.execute(
+        "SELECT created_at FROM messages WHERE conversation_id = ? AND seq = 2", (chat.conversation,)
+    ).fetchone()
+    assert (last_seq, activity) == (2, created)
+    assert reads == {chat.owner: 1, chat.other: 2}  # the sender's marker only
+    async with chat.uow() as uow:  # and read back as the domain left them
+        conversation, member = await uow.conversations.get_with_member(chat.conversation, chat.other)
+    assert conversation is not None and member is not None
+    assert (conversation.last_seq, member.last_read_seq) == (2, 2)
+
+
+async def test_without_the_trigger_a_post_writes_only_the_columns_it_changes(chat: Chat) -> None:
+    chat.raw.execute(f"DROP TRIGGER {tables.POSTED_TRIGGER}")
+    chat.uow.close()  # the link reads whether the trigger is there when it opens
+    raw = chat.uow.sqlite_connection()
+    assert raw is not None
+    chat = Chat(raw=raw, uow=chat.uow, owner=chat.owner, other=chat.other, conversation=chat.conversation)
+    post = PostMessage(uow=chat.uow, broadcaster=InProcessBroadcaster(), ids=UuidGenerator(), clock=SystemClock())
+    statements = _traced(chat)
     try:
         await post.execute(user_id=chat.other, conversation_id=chat.conversation, body="hello")
     finally:
@@ -150,11 +194,61 @@ async def test_a_post_writes_only_the_columns_it_changes(chat: Chat) -> None:
     conversation_set, member_set = (u.split(" SET ", 1)[1] for u in updates)
     assert [a.split("=")[0] for a in conversation_set.split(", ")] == ["last_activity_at", "last_seq"]
     assert [a.split("=")[0] for a in member_set.split(", ")] == ["last_read_seq"]
-    (last_seq,) = chat.raw.execute("SELECT last_seq FROM conversations WHERE id = ?", (chat.conversation,)).fetchone()
-    (read,) = chat.raw.execute(
-        "SELECT last_read_seq FROM members WHERE conversation_id = ? AND user_id = ?", (chat.conversation, chat.other)
-    ).fetchone()
-    assert last_seq == read == 1
+    (last_seq, _), reads = _rows(chat)
+    assert last_seq == reads[chat.other] == 1
+
+
+async def test_after_the_trigger_a_save_writes_what_differs_from_what_it_wrote(chat: Chat) -> None:
+    """A unit of work that stores a message and changes more of the conversation than posting
+    does writes that, and only that: what the trigger wrote counts as written."""
+    statements: list[str] = []
+    async with chat.uow() as uow:
+        conversation, sender = await uow.conversations.get_with_member(chat.conversation, chat.other, for_update=True)
+        assert conversation is not None and sender is not None
+        message = messages.post(
+            conversation,
+            sender=sender,
+            message_id="m-1",
+            body="hello",
+            client_id=None,
+            reply_to=None,
+            now=datetime.now(UTC),
+        )
+        conversation.title = "renamed as it posts"
+        sender.last_read_seq = 0  # not where posting put it
+        chat.raw.set_trace_callback(statements.append)
+        try:
+            assert await uow.messages.add(message)
+            await uow.conversations.save(conversation)
+            await uow.members.save(sender)
+        finally:
+            chat.raw.set_trace_callback(None)
+        await uow.commit()
+    updates = [s.split(" WHERE ")[0] for s in statements if s.startswith("UPDATE")]
+    assert updates == ["UPDATE conversations SET title='renamed as it posts'", "UPDATE members SET last_read_seq=0"]
+    async with chat.uow() as uow:
+        stored, member = await uow.conversations.get_with_member(chat.conversation, chat.other)
+    assert stored is not None and member is not None
+    assert (stored.title, stored.last_seq, stored.last_activity_at, member.last_read_seq) == (
+        "renamed as it posts",
+        1,
+        message.created_at,
+        0,
+    )
+
+
+async def test_a_message_older_than_the_conversations_last_moves_neither_row(chat: Chat) -> None:
+    post = PostMessage(uow=chat.uow, broadcaster=InProcessBroadcaster(), ids=UuidGenerator(), clock=SystemClock())
+    for body in ("one", "two", "three"):
+        await post.execute(user_id=chat.owner, conversation_id=chat.conversation, body=body)
+    chat.raw.execute("DELETE FROM messages WHERE conversation_id = ? AND seq = 2", (chat.conversation,))
+    before = _rows(chat)
+    chat.raw.execute(  # an import putting the missing message back
+        "INSERT INTO messages VALUES (?, 2, 'imported', ?, 'two', NULL, NULL, '2020-01-01 00:00:00.000000', NULL, 0)",
+        (chat.conversation, chat.other),
+    )
+    assert _rows(chat) == before
+    assert before[0][0] == 3
 
 
 async def test_saving_a_row_as_it_was_read_writes_nothing_and_a_removed_member_saved_again_is_back(

@@ -287,6 +287,17 @@ class SqlAlchemyConversationRepository:
     async def save(self, conversation: Conversation) -> None:
         await _save_conversation(self._execute, conversation_values(conversation), self._seen)
 
+    def posted(self, message: Message) -> bool:
+        """Note what ``tables.POSTED_TRIGGER`` wrote when ``message`` was stored, as a save would
+        have (so saving the conversation as posting left it writes nothing more). False when
+        this unit has not read the row, or the trigger did not run (an older message)."""
+        key = (message.conversation_id,)
+        known = self._seen.get(key)
+        if known is None or known["last_seq"] >= message.seq:  # the trigger's own condition
+            return False
+        self._seen[key] = {**known, "last_seq": message.seq, "last_activity_at": message.created_at}
+        return True
+
     async def inbox(self, *, user_id: str, before: InboxCursor | None, limit: int) -> list[InboxEntry]:
         rows = await _all(self._execute, _inbox_query(user_id=user_id, before=before, limit=limit))
         return [
@@ -374,6 +385,13 @@ class SqlAlchemyMemberRepository:
     async def save(self, member: Member) -> None:
         await _save_member(self._execute, member_values(member), self._seen)
 
+    def posted(self, message: Message) -> None:
+        """Note what ``tables.POSTED_TRIGGER`` wrote of the sender's row when it ran for ``message``."""
+        key = (message.conversation_id, message.sender_id)
+        known = self._seen.get(key)
+        if known is not None:
+            self._seen[key] = {**known, "last_read_seq": message.seq}
+
     async def remove(self, conversation_id: str, user_id: str) -> None:
         await self._execute(_MEMBER_DELETE, {"k_conversation_id": conversation_id, "k_user_id": user_id})
         self._seen.pop((conversation_id, user_id), None)
@@ -415,16 +433,31 @@ _PAGES = {
 
 
 class SqlAlchemyMessageRepository:
-    def __init__(self, execute: Execute, dialect: str) -> None:
+    """``trigger``: the unit's conversation and member repositories, when the database runs
+    ``tables.POSTED_TRIGGER`` on every message stored; they are told what it wrote."""
+
+    def __init__(
+        self,
+        execute: Execute,
+        dialect: str,
+        trigger: tuple[SqlAlchemyConversationRepository, SqlAlchemyMemberRepository] | None = None,
+    ) -> None:
         self._execute = execute
         self._insert = _MESSAGE_INSERT[dialect]
+        self._trigger = trigger
         self._seen: _Seen = {}
 
     async def add(self, message: Message) -> bool:
         # Contiguous seqs are the conversation's job (it allocates them under the row lock);
         # the primary key still refuses a seq used twice.
         result = await self._execute(self._insert, message_values(message))
-        return bool(result.rowcount)
+        if not result.rowcount:  # (its client_id was used: nothing stored, the trigger did not run)
+            return False
+        if self._trigger is not None:
+            conversations, members = self._trigger
+            if conversations.posted(message):  # else unknown whether it ran: saves write what differs
+                members.posted(message)
+        return True
 
     async def get(self, conversation_id: str, seq: int) -> Message | None:
         row = await _first(self._execute, _MESSAGE_BY_KEY, {"k_conversation_id": conversation_id, "k_seq": seq})

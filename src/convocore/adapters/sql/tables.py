@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import (
+    DDL,
     Boolean,
     Column,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.engine.processors import str_to_datetime
 from sqlalchemy.types import TypeEngine
@@ -211,3 +213,19 @@ messages = Table(
     PrimaryKeyConstraint("conversation_id", "seq"),
     UniqueConstraint("conversation_id", "sender_id", "client_id"),
 )
+
+# SQLite: storing a message newer than its conversation's last makes it the last (seq and
+# activity time) and sets its sender's read marker to it, as messages.post does in memory.
+# Done inside the INSERT, a post runs neither row's UPDATE (SqlAlchemyMessageRepository.add):
+# each cost a statement through Python and the sqlite3 module, ~14% of a socket message's
+# instructions for the two (docs/performance.md, lever 50). Only forward: a message older than
+# the conversation's last (an import) changes neither row. PostgreSQL has no such trigger; a
+# post's saves write both rows there. Migration 0002 adds it to an existing SQLite database.
+POSTED_TRIGGER = "messages_posted"
+POSTED_TRIGGER_SQL = f"""CREATE TRIGGER IF NOT EXISTS {POSTED_TRIGGER} AFTER INSERT ON messages
+WHEN NEW.seq > (SELECT last_seq FROM conversations WHERE id = NEW.conversation_id)
+BEGIN
+    UPDATE conversations SET last_seq = NEW.seq, last_activity_at = NEW.created_at WHERE id = NEW.conversation_id;
+    UPDATE members SET last_read_seq = NEW.seq WHERE conversation_id = NEW.conversation_id AND user_id = NEW.sender_id;
+END"""
+event.listen(messages, "after_create", DDL(POSTED_TRIGGER_SQL).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]

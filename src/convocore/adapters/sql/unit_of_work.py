@@ -30,7 +30,7 @@ from convocore.adapters.sql.repositories import (
     SqlAlchemyUserRepository,
 )
 from convocore.adapters.sql.sqlite_fast import FastSqlite
-from convocore.adapters.sql.tables import metadata
+from convocore.adapters.sql.tables import POSTED_TRIGGER, metadata
 from convocore.adapters.sql.timing import timers_of
 from convocore.application.ports import (
     ConversationRepository,
@@ -210,14 +210,16 @@ async def drop_schema(engine: AsyncEngine) -> None:
 class _Repositories:
     """The SQL repositories of a unit of work, all running their statements through ``execute``."""
 
-    def __init__(self, execute: Execute, dialect: str) -> None:
+    def __init__(self, execute: Execute, dialect: str, *, posted_trigger: bool = False) -> None:
         # Typed as the ports: the UnitOfWork protocol's attributes are mutable, hence invariant.
         self.users: UserRepository = SqlAlchemyUserRepository(execute)
         self.sessions: SessionRepository = SqlAlchemySessionRepository(execute)
         members = SqlAlchemyMemberRepository(execute)
-        self.conversations: ConversationRepository = SqlAlchemyConversationRepository(execute, dialect, members)
+        conversations = SqlAlchemyConversationRepository(execute, dialect, members)
+        self.conversations: ConversationRepository = conversations
         self.members: MemberRepository = members
-        self.messages: MessageRepository = SqlAlchemyMessageRepository(execute, dialect)
+        trigger = (conversations, members) if posted_trigger else None
+        self.messages: MessageRepository = SqlAlchemyMessageRepository(execute, dialect, trigger)
 
 
 class SqlAlchemyUnitOfWork(_Repositories):
@@ -315,6 +317,9 @@ class _SqliteLink:
         self._cursor: sqlite3.Cursor | None = None
         self._other: Connection | None = None  # for statements that are not prebuilt
         self._batch: _Batch | None = None  # units committed into the open transaction, awaiting its COMMIT
+        # Whether the file has tables.POSTED_TRIGGER, read when the connection opens. Until then
+        # (the first unit of work) and without it, a post's saves write both rows themselves.
+        self.posted_trigger = False
 
     @property
     def raw(self) -> sqlite3.Connection:
@@ -323,12 +328,13 @@ class _SqliteLink:
             try:
                 raw = sqlite3.connect(self._database, uri=self._uri, isolation_level=None, check_same_thread=False)
                 _configure_sqlite(raw, self._busy_timeout_ms)
+                trigger = _has_trigger(raw, POSTED_TRIGGER)
             except sqlite3.Error as error:
                 raise Unavailable("the database is busy or unreachable; try again", retry_after=1) from error
             # Now, outside any transaction: SQLAlchemy's first connect ends with a ROLLBACK.
             self._other = self._private_connection(raw)
             self._cursor = raw.cursor()
-            self._raw = raw
+            self._raw, self.posted_trigger = raw, trigger
         return self._raw
 
     def _on(self, raw: sqlite3.Connection) -> sqlite3.Connection | sqlite3.Cursor:
@@ -452,6 +458,7 @@ class _SqliteLink:
         if batch is not None:  # closing rolls its transaction back
             batch.failed(Unavailable("the database connection was closed; try again", retry_after=1))
         other, raw, self._other, self._raw, self._cursor = self._other, self._raw, None, None, None
+        self.posted_trigger = False
         if other is not None:
             other.close()
             other.engine.dispose()
@@ -470,6 +477,10 @@ class _SqliteLink:
         for name in ("before_cursor_execute", "after_cursor_execute", "handle_error"):
             event.listen(private, name, functools.partial(_pass_on, self._engine, name))
         return private.connect()
+
+
+def _has_trigger(raw: sqlite3.Connection, name: str) -> bool:
+    return bool(raw.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).fetchall())
 
 
 def _pass_on(engine: Engine, name: str, *args: Any) -> None:
@@ -533,7 +544,7 @@ class SqliteUnitOfWork(_Repositories):
         # collections that garbage brought on stopped the loop for up to 0.3 s
         # (docs/performance.md, lever 31).
         self._turn = _Turn(link)
-        super().__init__(self._turn.execute, "sqlite")
+        super().__init__(self._turn.execute, "sqlite", posted_trigger=link.posted_trigger)
 
     async def __aenter__(self) -> Self:
         await self._turn.enter()
