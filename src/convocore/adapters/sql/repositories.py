@@ -2,6 +2,7 @@
 holds the transaction and turns the driver's errors into domain errors."""
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -87,12 +88,16 @@ class _Saver:
         self._insert: Insert | None = _built(insert(table)) if insert_missing else None
         self._key = key
         self._key_params = tuple(f"k_{name}" for name in key)  # the WHERE's parameters, named once
+        # The row's key from its values, in C: itemgetter gives a tuple for two names or more.
+        self._row_key: Callable[[Values], tuple[Any, ...]] = itemgetter(*key) if len(key) > 1 else _one(key[0])
 
     async def __call__(self, execute: Execute, values: Values, seen: "_Seen") -> None:
-        row_key = tuple(values[name] for name in self._key)
+        row_key = self._row_key(values)
         known = seen.get(row_key)
         if known is None:
             params = {name: value for name, value in values.items() if name not in self._key}
+        elif known == values:  # the same columns, all as known (a post's saves, lever 51): in C
+            return
         else:
             params = {name: value for name, value in values.items() if known.get(name, _MISSING) != value}
         if params:  # else what this transaction read or wrote of the row is what it would write
@@ -101,6 +106,10 @@ class _Saver:
             if result.rowcount == 0 and self._insert is not None:
                 await execute(self._insert, values)
         seen[row_key] = values  # once written
+
+
+def _one(name: str) -> Callable[[Values], tuple[Any, ...]]:
+    return lambda values: (values[name],)
 
 
 _MISSING = object()
