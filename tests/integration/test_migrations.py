@@ -58,9 +58,14 @@ def _triggers(connection: Connection) -> set[str]:
     return set(found.scalars())
 
 
-def _posted_trigger(engine: AsyncEngine) -> set[str]:
-    """The triggers the models make: ``tables.POSTED_TRIGGER``, on SQLite only."""
-    return {POSTED_TRIGGER} if engine.dialect.name == "sqlite" else set()
+def _functions(connection: Connection) -> set[str]:
+    """PostgreSQL's functions in the database's own schema (SQLite has none)."""
+    if connection.dialect.name == "sqlite":
+        return set()
+    found = connection.execute(
+        text("SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prokind = 'f'")
+    )
+    return set(found.scalars())
 
 
 async def _store_a_user(engine: AsyncEngine, username: str) -> None:
@@ -91,16 +96,19 @@ async def test_an_empty_database_is_upgraded_to_head_and_works(engine: AsyncEngi
 async def test_the_models_match_the_migrations(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     assert await _sync(engine, _differences) == []
-    assert await _sync(engine, _triggers) == _posted_trigger(engine)  # which compare_metadata does not see
+    assert await _sync(engine, _triggers) == {POSTED_TRIGGER}  # which compare_metadata does not see
 
 
 async def test_revision_0002_adds_the_posted_trigger_and_takes_it_away(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine, "0001")
     assert await _sync(engine, _triggers) == set()
     await migrate.upgrade(engine)
-    assert await _sync(engine, _triggers) == _posted_trigger(engine)
+    assert await _sync(engine, _triggers) == {POSTED_TRIGGER}
+    expected_functions = {POSTED_TRIGGER} if engine.dialect.name == "postgresql" else set()
+    assert await _sync(engine, _functions) == expected_functions
     await migrate.downgrade(engine, "0001")
     assert await _sync(engine, _triggers) == set()
+    assert await _sync(engine, _functions) == set()  # PostgreSQL's trigger function goes with it
 
 
 async def test_strings_compare_bytewise_on_postgresql_as_the_models_say(postgres_database: str) -> None:
@@ -148,7 +156,7 @@ async def test_a_database_made_by_create_all_is_adopted_with_its_data(engine: As
     assert await migrate.current(engine) == migrate.head()
     assert await _username(engine, "veteran") == "veteran"
     assert await _sync(engine, _differences) == []
-    assert await _sync(engine, _triggers) == _posted_trigger(engine)  # create_all made it; 0002 found it there
+    assert await _sync(engine, _triggers) == {POSTED_TRIGGER}  # create_all made it; 0002 found it there
     await migrate.ensure_current(engine)
 
 

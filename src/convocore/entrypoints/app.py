@@ -188,6 +188,7 @@ def create_app(
                 await migrate.upgrade(engine)
             else:
                 await migrate.ensure_current(engine)
+            await container.uow().find_triggers()
             with wal_checkpoints(engine):  # a SQLite file's checkpoints, off the event loop
                 yield
         finally:

@@ -214,18 +214,34 @@ messages = Table(
     UniqueConstraint("conversation_id", "sender_id", "client_id"),
 )
 
-# SQLite: storing a message newer than its conversation's last makes it the last (seq and
-# activity time) and sets its sender's read marker to it, as messages.post does in memory.
-# Done inside the INSERT, a post runs neither row's UPDATE (SqlAlchemyMessageRepository.add):
-# each cost a statement through Python and the sqlite3 module, ~14% of a socket message's
-# instructions for the two (docs/performance.md, lever 50). Only forward: a message older than
-# the conversation's last (an import) changes neither row. PostgreSQL has no such trigger; a
-# post's saves write both rows there. Migration 0002 adds it to an existing SQLite database.
+# Storing a message newer than its conversation's last makes it the last (seq and activity
+# time) and sets its sender's read marker to it, as messages.post does in memory. Done inside the
+# INSERT, a post runs neither row's UPDATE (SqlAlchemyMessageRepository.add): on SQLite each cost
+# a statement through Python and the sqlite3 module, ~14% of a socket message's instructions for
+# the two, and on PostgreSQL each is a round trip (docs/performance.md, lever 50). Only forward: a
+# message older than the conversation's last (an import) changes neither row. The same rule in
+# each dialect's spelling; migration 0002 adds it to an existing database.
 POSTED_TRIGGER = "messages_posted"
-POSTED_TRIGGER_SQL = f"""CREATE TRIGGER IF NOT EXISTS {POSTED_TRIGGER} AFTER INSERT ON messages
+POSTED_TRIGGER_SQLITE = f"""CREATE TRIGGER IF NOT EXISTS {POSTED_TRIGGER} AFTER INSERT ON messages
 WHEN NEW.seq > (SELECT last_seq FROM conversations WHERE id = NEW.conversation_id)
 BEGIN
     UPDATE conversations SET last_seq = NEW.seq, last_activity_at = NEW.created_at WHERE id = NEW.conversation_id;
     UPDATE members SET last_read_seq = NEW.seq WHERE conversation_id = NEW.conversation_id AND user_id = NEW.sender_id;
 END"""
-event.listen(messages, "after_create", DDL(POSTED_TRIGGER_SQL).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
+POSTED_TRIGGER_POSTGRESQL = (
+    f"""CREATE OR REPLACE FUNCTION {POSTED_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE conversations SET last_seq = NEW.seq, last_activity_at = NEW.created_at
+        WHERE id = NEW.conversation_id AND last_seq < NEW.seq;
+    IF FOUND THEN
+        UPDATE members SET last_read_seq = NEW.seq
+            WHERE conversation_id = NEW.conversation_id AND user_id = NEW.sender_id;
+    END IF;
+    RETURN NULL;
+END $$""",
+    f"DROP TRIGGER IF EXISTS {POSTED_TRIGGER} ON messages",
+    f"CREATE TRIGGER {POSTED_TRIGGER} AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION {POSTED_TRIGGER}()",
+)  # one statement each: asyncpg prepares what it runs
+for _dialect, _statements in (("sqlite", (POSTED_TRIGGER_SQLITE,)), ("postgresql", POSTED_TRIGGER_POSTGRESQL)):
+    for _statement in _statements:
+        event.listen(messages, "after_create", DDL(_statement).execute_if(dialect=_dialect))  # type: ignore[no-untyped-call]

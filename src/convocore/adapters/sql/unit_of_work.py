@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
-from sqlalchemy import Connection, Engine, Executable, event, exc, make_url, select
+from sqlalchemy import Connection, Engine, Executable, event, exc, make_url, select, text
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -230,9 +230,9 @@ class SqlAlchemyUnitOfWork(_Repositories):
     work is freed the moment it is done with, never left to the garbage collector (see
     ``SqliteUnitOfWork``)."""
 
-    def __init__(self, *, engine: AsyncEngine) -> None:
+    def __init__(self, *, engine: AsyncEngine, posted_trigger: bool = False) -> None:
         self._pooled = _Pooled(engine)
-        super().__init__(self._pooled.execute, engine.dialect.name)
+        super().__init__(self._pooled.execute, engine.dialect.name, posted_trigger=posted_trigger)
 
     async def __aenter__(self) -> Self:
         await self._pooled.connect()
@@ -483,6 +483,14 @@ def _has_trigger(raw: sqlite3.Connection, name: str) -> bool:
     return bool(raw.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).fetchall())
 
 
+def _has_posted_trigger(connection: Connection) -> bool:
+    if connection.dialect.name == "postgresql":
+        query = "SELECT 1 FROM pg_trigger WHERE tgname = :name AND tgrelid = to_regclass('messages')"
+    else:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :name"
+    return connection.execute(text(query), {"name": POSTED_TRIGGER}).first() is not None
+
+
 def _pass_on(engine: Engine, name: str, *args: Any) -> None:
     getattr(engine.dispatch, name)(*args)
 
@@ -640,11 +648,22 @@ class SqlAlchemyUnitOfWorkFactory:
     def __init__(self, *, engine: AsyncEngine) -> None:
         self.engine = engine
         self._link = _SQLITE_LINKS.get(engine)
+        self._posted_trigger = False  # the schema's tables.POSTED_TRIGGER, once find_triggers found it
 
     def __call__(self) -> SqlAlchemyUnitOfWork | SqliteUnitOfWork:
         if self._link is not None:
             return SqliteUnitOfWork(self._link)
-        return SqlAlchemyUnitOfWork(engine=self.engine)
+        return SqlAlchemyUnitOfWork(engine=self.engine, posted_trigger=self._posted_trigger)
+
+    async def find_triggers(self) -> None:
+        """Look for ``tables.POSTED_TRIGGER``, once the schema is in place (the app does, after
+        migrating). Until then, and without it, a post's saves write what the trigger would
+        have. A SQLite file's link looks by itself when its connection opens."""
+        if self._link is not None:
+            return
+        with translate_errors(connecting=True):
+            async with self.engine.connect() as connection:
+                self._posted_trigger = await connection.run_sync(_has_posted_trigger)
 
     def sqlite_connection(self) -> sqlite3.Connection | None:
         """The ``sqlite3`` connection this factory's units of work run on (a SQLite file's)."""
