@@ -55,6 +55,7 @@ async def run(posts: int, *, inline_checkpoints: bool = False) -> None:
                     async with engine.connect() as connection:
                         await connection.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
                 uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+                await uow.find_triggers()  # as the app does once the schema is in place
                 clock, ids, bus = SystemClock(), UuidGenerator(), InProcessBroadcaster()
                 hasher = Argon2PasswordHasher(time_cost=1, memory_cost=1024)
                 register = RegisterUser(uow=uow, hasher=hasher, ids=ids, clock=clock)

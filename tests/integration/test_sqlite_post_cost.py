@@ -45,6 +45,7 @@ async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
     uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
     try:
         await create_schema(engine)
+        await uow.find_triggers()  # as the app does once the schema is in place
         clock, ids = SystemClock(), UuidGenerator()
         register = RegisterUser(
             uow=uow, hasher=Argon2PasswordHasher(time_cost=1, memory_cost=1024), ids=ids, clock=clock
@@ -179,10 +180,7 @@ async def test_a_post_runs_no_update_the_trigger_moves_the_conversation_and_the_
 
 async def test_without_the_trigger_a_post_writes_only_the_columns_it_changes(chat: Chat) -> None:
     chat.raw.execute(f"DROP TRIGGER {tables.POSTED_TRIGGER}")
-    chat.uow.close()  # the link reads whether the trigger is there when it opens
-    raw = chat.uow.sqlite_connection()
-    assert raw is not None
-    chat = Chat(raw=raw, uow=chat.uow, owner=chat.owner, other=chat.other, conversation=chat.conversation)
+    await chat.uow.find_triggers()
     post = PostMessage(uow=chat.uow, broadcaster=InProcessBroadcaster(), ids=UuidGenerator(), clock=SystemClock())
     statements = _traced(chat)
     try:

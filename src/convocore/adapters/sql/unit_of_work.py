@@ -317,9 +317,6 @@ class _SqliteLink:
         self._cursor: sqlite3.Cursor | None = None
         self._other: Connection | None = None  # for statements that are not prebuilt
         self._batch: _Batch | None = None  # units committed into the open transaction, awaiting its COMMIT
-        # Whether the file has tables.POSTED_TRIGGER, read when the connection opens. Until then
-        # (the first unit of work) and without it, a post's saves write both rows themselves.
-        self.posted_trigger = False
 
     @property
     def raw(self) -> sqlite3.Connection:
@@ -328,13 +325,12 @@ class _SqliteLink:
             try:
                 raw = sqlite3.connect(self._database, uri=self._uri, isolation_level=None, check_same_thread=False)
                 _configure_sqlite(raw, self._busy_timeout_ms)
-                trigger = _has_trigger(raw, POSTED_TRIGGER)
             except sqlite3.Error as error:
                 raise Unavailable("the database is busy or unreachable; try again", retry_after=1) from error
             # Now, outside any transaction: SQLAlchemy's first connect ends with a ROLLBACK.
             self._other = self._private_connection(raw)
             self._cursor = raw.cursor()
-            self._raw, self.posted_trigger = raw, trigger
+            self._raw = raw
         return self._raw
 
     def _on(self, raw: sqlite3.Connection) -> sqlite3.Connection | sqlite3.Cursor:
@@ -458,7 +454,6 @@ class _SqliteLink:
         if batch is not None:  # closing rolls its transaction back
             batch.failed(Unavailable("the database connection was closed; try again", retry_after=1))
         other, raw, self._other, self._raw, self._cursor = self._other, self._raw, None, None, None
-        self.posted_trigger = False
         if other is not None:
             other.close()
             other.engine.dispose()
@@ -477,10 +472,6 @@ class _SqliteLink:
         for name in ("before_cursor_execute", "after_cursor_execute", "handle_error"):
             event.listen(private, name, functools.partial(_pass_on, self._engine, name))
         return private.connect()
-
-
-def _has_trigger(raw: sqlite3.Connection, name: str) -> bool:
-    return bool(raw.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).fetchall())
 
 
 def _has_posted_trigger(connection: Connection) -> bool:
@@ -544,7 +535,7 @@ class SqliteUnitOfWork(_Repositories):
     with it if its COMMIT does. Statements after ``commit`` start a new transaction, as on
     SQLAlchemy's connection."""
 
-    def __init__(self, link: _SqliteLink) -> None:
+    def __init__(self, link: _SqliteLink, *, posted_trigger: bool = False) -> None:
         # The repositories' statements go through ``_Turn.execute``: were it a method of the
         # unit, every unit would be a reference cycle (unit -> repository -> bound method ->
         # unit), freed only by the garbage collector. One per post, with its repositories and
@@ -552,7 +543,7 @@ class SqliteUnitOfWork(_Repositories):
         # collections that garbage brought on stopped the loop for up to 0.3 s
         # (docs/performance.md, lever 31).
         self._turn = _Turn(link)
-        super().__init__(self._turn.execute, "sqlite", posted_trigger=link.posted_trigger)
+        super().__init__(self._turn.execute, "sqlite", posted_trigger=posted_trigger)
 
     async def __aenter__(self) -> Self:
         await self._turn.enter()
@@ -652,15 +643,13 @@ class SqlAlchemyUnitOfWorkFactory:
 
     def __call__(self) -> SqlAlchemyUnitOfWork | SqliteUnitOfWork:
         if self._link is not None:
-            return SqliteUnitOfWork(self._link)
+            return SqliteUnitOfWork(self._link, posted_trigger=self._posted_trigger)
         return SqlAlchemyUnitOfWork(engine=self.engine, posted_trigger=self._posted_trigger)
 
     async def find_triggers(self) -> None:
         """Look for ``tables.POSTED_TRIGGER``, once the schema is in place (the app does, after
         migrating). Until then, and without it, a post's saves write what the trigger would
-        have. A SQLite file's link looks by itself when its connection opens."""
-        if self._link is not None:
-            return
+        have."""
         with translate_errors(connecting=True):
             async with self.engine.connect() as connection:
                 self._posted_trigger = await connection.run_sync(_has_posted_trigger)
