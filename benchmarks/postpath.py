@@ -2,7 +2,7 @@
 use cases and the SQL adapter on a SQLite file, with no HTTP and no sockets. What the levers on
 the database side of docs/performance.md were measured with.
 
-    python -m benchmarks.postpath [--posts 3000] [--inline-checkpoints]
+    python -m benchmarks.postpath [--posts 3000] [--inline-checkpoints] [--database postgres]
 
 Posts go into 64 two-member groups, one at a time, then 64 at once (one task per group); then
 1,000 history pages of 50 alternate between the newest end and seq 20. CPU is this process's
@@ -10,7 +10,8 @@ Posts go into 64 two-member groups, one at a time, then 64 at once (one task per
 post that waits on the disk (a WAL checkpoint, the WAL growing) shows there. The file's WAL is
 checkpointed from a thread, as the server does (``wal_checkpoints``); ``--inline-checkpoints``
 leaves it to SQLite's automatic checkpoint in the committing connection, at 1,000 pages (the
-setting before lever 14).
+setting before lever 14). ``--database postgres`` runs the same on a new database on the
+machine's PostgreSQL (the scale-out workload's storage), dropped afterwards.
 """
 
 import argparse
@@ -21,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import harness
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
 from convocore.adapters.memory import InProcessBroadcaster
 from convocore.adapters.sql.unit_of_work import (
@@ -44,9 +46,9 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(posts: int, *, inline_checkpoints: bool = False) -> None:
+async def run(posts: int, *, inline_checkpoints: bool = False, database_url: str | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="convocore-postpath-") as work:
-        engine = create_engine(f"sqlite:///{Path(work) / 'postpath.db'}")
+        engine = create_engine(database_url or f"sqlite:///{Path(work) / 'postpath.db'}")
         checkpoints = contextlib.nullcontext() if inline_checkpoints else wal_checkpoints(engine)
         try:
             with checkpoints:
@@ -108,8 +110,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.postpath", description=__doc__.split("\n")[0])
     parser.add_argument("--posts", type=int, default=3000)
     parser.add_argument("--inline-checkpoints", action="store_true", help="checkpoint on the loop, as before lever 14")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
-    asyncio.run(run(args.posts, inline_checkpoints=args.inline_checkpoints))
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(harness.postgres_database()) if args.database == "postgres" else None
+        asyncio.run(run(args.posts, inline_checkpoints=args.inline_checkpoints, database_url=url))
 
 
 if __name__ == "__main__":

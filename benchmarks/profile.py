@@ -4,10 +4,12 @@ while the load generator holds one fixed rate, then the samples are summed per f
 
     python -m benchmarks.profile [--shape 10x100] [--rate 10000] [--seconds 15] [--svg profile.svg]
     python -m benchmarks.profile --workload rest [--seconds 15] [--top 70] [--raw stacks.txt]
+    python -m benchmarks.profile --database postgres [--redis]  # as the scale-out workload's servers
 """
 
 import argparse
 import collections
+import contextlib
 import json
 import re
 import shutil
@@ -78,13 +80,28 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "profile.json")
     parser.add_argument("--top", type=int, default=25, help="how many functions each list keeps")
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks (collapsed, one per line) here")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: a new database on the machine's PostgreSQL, as the scale-out workload's servers use",
+    )
+    parser.add_argument("--redis", action="store_true", help="also publish through Redis (as several processes do)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     rooms, members = (int(n) for n in args.shape.split("x"))
     env, _ = workloads._send_limit_env(rooms, members)
     sizes = workloads.FULL
-    with harness.workdir() as work:
-        server = harness.convocore("convocore-profile", work, env=env)
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(harness.workdir())
+        serve: list[str] = []
+        if args.database == "postgres":
+            serve += ["--database-url", stack.enter_context(harness.postgres_database())]
+            env = {**env, "CONVOCORE_MIGRATE": "1"}
+        if args.redis:
+            serve += ["--redis-url", harness.REDIS_URL]
+            env = {**env, "CONVOCORE_REDIS_PREFIX": f"convocore-profile-{work.name}"}
+        server = harness.convocore("convocore-profile", work, *serve, env=env)
         try:
             if args.workload == "rest":
                 job = workloads.rest_job(sizes, server)

@@ -6,6 +6,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -55,7 +56,47 @@ def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000) -> AsyncEngin
     parsed = parsed.set(drivername=_ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, busy_timeout_ms=sqlite_busy_timeout_ms)
-    return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_timeout=30, pool_pre_ping=True)
+    engine = create_async_engine(parsed, pool_size=10, max_overflow=10, pool_timeout=30)
+    ping_after_idle(engine, idle_s=_PING_AFTER_IDLE_S)
+    return engine
+
+
+# A pooled connection returned less than this long ago is handed out without a ping.
+_PING_AFTER_IDLE_S = 1.0
+_RETURNED_AT = "convocore_returned_at"
+
+
+def ping_after_idle(engine: AsyncEngine, *, idle_s: float) -> None:
+    """Ping a pooled connection at checkout only if it has been idle for ``idle_s`` or more.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout, and on asyncpg a ping is three round
+    trips (BEGIN, an empty query, ROLLBACK): ~360 us of the process's CPU per unit of work on
+    the benchmark machine, a fifth of a posted message's (docs/performance.md, lever 53). A
+    connection used a moment ago was alive then, so only one that sat idle is pinged; a
+    freshly opened one is not (as ``pool_pre_ping`` skips it). A dead one is replaced by raising
+    ``DisconnectionError``, on which the pool opens a new connection (SQLAlchemy's documented
+    custom pre-ping). What this gives up: a connection that dies within ``idle_s`` of its last
+    use (the database restarted, the backend terminated) fails the statement of the unit that
+    next takes it, with ``Unavailable`` (503, Retry-After), as a unit already running when the
+    database went away fails; that failure invalidates the rest of the pool, so the next units
+    connect afresh."""
+    pool_target = engine.sync_engine
+
+    def returned(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:  # None: the connection was invalidated
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < idle_s:
+            return  # newly opened, or used a moment ago
+        try:
+            pool_target.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError(f"a pooled connection failed its ping: {error!r}") from error
+
+    event.listen(pool_target, "checkin", returned)
+    event.listen(pool_target, "checkout", checked_out)
 
 
 def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> AsyncEngine:

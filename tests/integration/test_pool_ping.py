@@ -1,0 +1,116 @@
+"""PostgreSQL's pooled connections are pinged at checkout only after sitting idle
+(``unit_of_work.ping_after_idle``): one used a moment ago is handed out as it is, one idle
+for longer is pinged and replaced if dead, and one that died unpinged fails a single unit with
+``Unavailable`` before the pool recovers. (The server-level view: test_faults.py.)"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from convocore.adapters.sql import unit_of_work
+from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
+from convocore.domain.errors import Unavailable
+
+
+class Pings:
+    """Counts the dialect's pings on one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count = 0
+        dialect = engine.sync_engine.dialect
+        ping: Callable[[Any], bool] = dialect.do_ping
+
+        def counted(dbapi_connection: Any) -> bool:
+            self.count += 1
+            return ping(dbapi_connection)
+
+        dialect.do_ping = counted  # type: ignore[method-assign]
+
+
+def engine_pinging_after(monkeypatch: pytest.MonkeyPatch, url: str, idle_s: float) -> AsyncEngine:
+    monkeypatch.setattr(unit_of_work, "_PING_AFTER_IDLE_S", idle_s)
+    return create_engine(url)
+
+
+@pytest.fixture
+async def admin(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:
+    parts = urlsplit(postgres_database)
+    connection = await asyncpg.connect(urlunsplit(parts._replace(scheme="postgresql", path="/test")))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def backend(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def test_a_connection_used_a_moment_ago_is_not_pinged(postgres_database: str) -> None:
+    engine = create_engine(postgres_database)  # the default: ping after a second idle
+    pings = Pings(engine)
+    try:
+        first = await backend(engine)
+        for _ in range(20):
+            assert await backend(engine) == first  # the same pooled connection each time
+        assert pings.count == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_an_idle_connection_is_pinged_at_checkout(
+    monkeypatch: pytest.MonkeyPatch, postgres_database: str
+) -> None:
+    engine = engine_pinging_after(monkeypatch, postgres_database, 0.05)
+    pings = Pings(engine)
+    try:
+        first = await backend(engine)
+        assert pings.count == 0  # newly opened: not pinged
+        await asyncio.sleep(0.1)
+        assert await backend(engine) == first
+        assert pings.count == 1
+        assert await backend(engine) == first  # straight after: not again
+        assert pings.count == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_an_idle_connection_that_died_is_replaced_at_checkout(
+    monkeypatch: pytest.MonkeyPatch, postgres_database: str, admin: asyncpg.Connection
+) -> None:
+    engine = engine_pinging_after(monkeypatch, postgres_database, 0.05)
+    try:
+        first = await backend(engine)
+        await admin.execute("SELECT pg_terminate_backend($1)", first)
+        await asyncio.sleep(0.1)
+        second = await backend(engine)  # no error: the ping found it dead, the pool reconnected
+        assert second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_that_died_unpinged_fails_one_unit_then_the_pool_recovers(
+    monkeypatch: pytest.MonkeyPatch, postgres_database: str, admin: asyncpg.Connection
+) -> None:
+    engine = engine_pinging_after(monkeypatch, postgres_database, 60)
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    try:
+        await create_schema(engine)
+        first = await backend(engine)
+        await admin.execute("SELECT pg_terminate_backend($1)", first)
+        await asyncio.sleep(0.1)
+        with pytest.raises(Unavailable):
+            async with uow() as unit:
+                await unit.users.get_by_username("nobody")
+        async with uow() as unit:  # the failure invalidated the pool: a new connection
+            assert await unit.users.get_by_username("nobody") is None
+        assert await backend(engine) != first
+    finally:
+        await engine.dispose()
