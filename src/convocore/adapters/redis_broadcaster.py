@@ -206,7 +206,7 @@ class RedisBroadcaster:
                 pause = min(pause * 2, 2.0)
             finally:
                 with contextlib.suppress(*_RETRYABLE):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8
 
     def _confirm(self, channel: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
