@@ -103,7 +103,7 @@ class Result:
 
     __slots__ = ("_plan", "_records", "_rows", "rowcount")
 
-    def __init__(self, plan: "_Plan", records: list[tuple[Any, ...]], rowcount: int) -> None:
+    def __init__(self, plan: "Plan", records: list[tuple[Any, ...]], rowcount: int) -> None:
         self._plan, self._records, self.rowcount = plan, records, rowcount
         self._rows: list[Row] | None = None
 
@@ -151,7 +151,7 @@ class _Mappings:
         return self._result.by_name()
 
 
-class _Plan:
+class Plan:
     __slots__ = ("binds", "columns", "names", "processed", "sql")
 
     def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
@@ -181,32 +181,36 @@ def _column_of(objects: Sequence[Any]) -> Any:
     return next((found for found in objects if isinstance(found, ColumnElement)), object())
 
 
-class FastSqlite:
-    """Compiled plans for one engine's dialect."""
+class Plans:
+    """Compiled plans for one engine's dialect (``pg_fast`` runs them on PostgreSQL)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._plans: dict[tuple[int, tuple[str, ...]], _Plan | None] = {}
+        self._plans: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
 
-    def plan(self, statement: Executable, params: Mapping[str, Any]) -> _Plan | None:
+    def plan(self, statement: Executable, params: Mapping[str, Any]) -> Plan | None:
         key = (id(statement), tuple(params))
         found = self._plans.get(key, False)
         if found is False:
             found = self._plans[key] = self._compile(statement, params)
         return found  # type: ignore[return-value]
 
-    def _compile(self, statement: Executable, params: Mapping[str, Any]) -> _Plan | None:
+    def _compile(self, statement: Executable, params: Mapping[str, Any]) -> Plan | None:
         keys = [k for k in params if not k.startswith("k_")] if isinstance(statement, Insert | Update) else None
         compiled = statement.compile(dialect=self._dialect, column_keys=keys)  # type: ignore[attr-defined]
         if not isinstance(compiled, SQLCompiler) or compiled.literal_execute_params or compiled.post_compile_params:
             return None  # expanding IN lists and the like: SQLAlchemy's path handles them
-        return _Plan(compiled, self._dialect)
+        return Plan(compiled, self._dialect)
+
+
+class FastSqlite(Plans):
+    """Compiled plans for one SQLite engine, run on ``sqlite3``."""
 
     def run(
         self,
         engine: Engine,
         raw: sqlite3.Connection | sqlite3.Cursor,
-        plan: _Plan,
+        plan: Plan,
         params: Mapping[str, Any],
         timers: list[StatementTimer],
     ) -> Result:

@@ -21,6 +21,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from convocore.adapters.sql import sqlite_fast
 from convocore.adapters.sql.errors import raise_translated, translate_errors, translated
+from convocore.adapters.sql.pg_fast import FastPostgres, PgConnection
 from convocore.adapters.sql.repositories import (
     Execute,
     Params,
@@ -271,8 +272,8 @@ class SqlAlchemyUnitOfWork(_Repositories):
     work is freed the moment it is done with, never left to the garbage collector (see
     ``SqliteUnitOfWork``)."""
 
-    def __init__(self, *, engine: AsyncEngine, posted_trigger: bool = False) -> None:
-        self._pooled = _Pooled(engine)
+    def __init__(self, *, engine: AsyncEngine, posted_trigger: bool = False, fast: FastPostgres | None = None) -> None:
+        self._pooled = _Pooled(engine, fast)
         super().__init__(self._pooled.execute, engine.dialect.name, posted_trigger=posted_trigger)
 
     async def __aenter__(self) -> Self:
@@ -290,19 +291,30 @@ class SqlAlchemyUnitOfWork(_Repositories):
 
 
 class _Pooled:
-    """A ``SqlAlchemyUnitOfWork``'s connection, and the ``execute`` its repositories use."""
+    """A ``SqlAlchemyUnitOfWork``'s connection, and the ``execute`` its repositories use. On
+    PostgreSQL, the prebuilt statements run on the connection's asyncpg side (``pg_fast``)."""
 
-    __slots__ = ("_connection", "_engine")
+    __slots__ = ("_connection", "_engine", "_fast", "_pg")
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, fast: FastPostgres | None = None) -> None:
         self._engine = engine
+        self._fast = fast
         self._connection: AsyncConnection | None = None
+        self._pg: PgConnection | None = None
 
     async def connect(self) -> None:
         with translate_errors(connecting=True):
-            self._connection = await self._engine.connect()
+            self._connection = connection = await self._engine.connect()
+            if self._fast is not None:
+                try:
+                    self._pg = await self._fast.attach(connection)
+                except BaseException:
+                    self._connection = None
+                    await connection.close()
+                    raise
 
     async def close(self, exc: BaseException | None) -> None:
+        self._pg = None
         connection, self._connection = self._connection, None
         if connection is None:
             return
@@ -316,6 +328,12 @@ class _Pooled:
                 raise
 
     async def execute(self, statement: Executable, params: Params | None = None) -> Any:
+        pg, fast = self._pg, self._fast
+        if pg is not None and fast is not None and params is not None and sqlite_fast.is_prebuilt(statement):
+            plan = fast.plan(statement, params)
+            if plan is not None:
+                with translate_errors():
+                    return await fast.run(self.live(), pg, plan, params)
         with translate_errors():
             return await self.live().execute(statement, params)
 
@@ -680,12 +698,13 @@ class SqlAlchemyUnitOfWorkFactory:
     def __init__(self, *, engine: AsyncEngine) -> None:
         self.engine = engine
         self._link = _SQLITE_LINKS.get(engine)
+        self._fast = FastPostgres(engine) if FastPostgres.usable(engine) else None
         self._posted_trigger = False  # the schema's tables.POSTED_TRIGGER, once find_triggers found it
 
     def __call__(self) -> SqlAlchemyUnitOfWork | SqliteUnitOfWork:
         if self._link is not None:
             return SqliteUnitOfWork(self._link, posted_trigger=self._posted_trigger)
-        return SqlAlchemyUnitOfWork(engine=self.engine, posted_trigger=self._posted_trigger)
+        return SqlAlchemyUnitOfWork(engine=self.engine, posted_trigger=self._posted_trigger, fast=self._fast)
 
     async def find_triggers(self) -> None:
         """Look for ``tables.POSTED_TRIGGER``, once the schema is in place (the app does, after

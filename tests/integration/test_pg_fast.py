@@ -1,0 +1,142 @@
+"""PostgreSQL's prebuilt statements on asyncpg directly (``pg_fast``): they bypass SQLAlchemy's
+execution yet share the unit of work's transaction with the statements that still take it,
+and fail as SQLAlchemy's path did (a clash a ``Conflict``, a lost connection or a schema
+changed under a prepared statement ``Unavailable``, each followed by a unit that works)."""
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from convocore.adapters.sql import migrate
+from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine
+from convocore.domain.errors import Conflict, Unavailable
+from convocore.domain.users import User
+
+
+@pytest.fixture
+async def engine(postgres_database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(postgres_database)
+    try:
+        await migrate.upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def admin(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:
+    parts = urlsplit(postgres_database)
+    connection = await asyncpg.connect(urlunsplit(parts._replace(scheme="postgresql")))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def user(name: str) -> User:
+    return User(id=f"id-{name}", username=name, display_name=name, password_hash="x", created_at=datetime.now(UTC))
+
+
+class SqlAlchemyCalls:
+    """Counts statements that went through SQLAlchemy's ``AsyncConnection.execute``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = AsyncConnection.execute
+
+        async def counted(connection: AsyncConnection, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(connection, *args, **kwargs)
+
+        monkeypatch.setattr(AsyncConnection, "execute", counted)
+
+
+async def test_prebuilt_statements_skip_sqlalchemys_execution(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    calls = SqlAlchemyCalls(monkeypatch)
+    async with uow() as unit:
+        await unit.users.add(user("ann"))
+        await unit.commit()
+    async with uow() as unit:
+        found = await unit.users.get_by_username("ANN")  # read back by its key
+    assert found is not None and found.id == "id-ann" and found.created_at.tzinfo is not None
+    assert calls.count == 0
+    async with uow() as unit:  # an expanding IN list: SQLAlchemy's path, as before
+        assert list(await unit.users.get_many(["id-ann"])) == ["id-ann"]
+    assert calls.count == 1
+
+
+async def test_both_paths_share_the_units_transaction(engine: AsyncEngine) -> None:
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    async with uow() as unit:
+        await unit.users.add(user("bob"))  # on asyncpg
+        assert list(await unit.users.get_many(["id-bob"])) == ["id-bob"]  # through SQLAlchemy: sees it
+        # left without commit
+    async with uow() as unit:
+        assert await unit.users.get("id-bob") is None
+        assert await unit.users.get_many(["id-bob"]) == {}
+    async with uow() as unit:
+        assert await unit.users.get_many(["id-bob"]) == {}  # SQLAlchemy's statement begins it here
+        await unit.users.add(user("bob"))
+        await unit.commit()
+        await unit.users.add(user("cat"))  # after a commit: a new transaction, begun on asyncpg
+        await unit.commit()
+    async with uow() as unit:
+        assert sorted(await unit.users.get_many(["id-bob", "id-cat"])) == ["id-bob", "id-cat"]
+
+
+async def test_a_clash_is_a_conflict_and_undoes_the_unit(engine: AsyncEngine) -> None:
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    async with uow() as unit:
+        await unit.users.add(user("dan"))
+        await unit.commit()
+    with pytest.raises(Conflict) as raised:
+        async with uow() as unit:
+            await unit.users.add(user("eve"))
+            await unit.users.add(dataclasses.replace(user("DAN"), id="id-dan2"))  # the same name, cased otherwise
+    assert raised.value.field == "username"
+    async with uow() as unit:
+        assert await unit.users.get("id-eve") is None  # the unit's earlier insert went with it
+
+
+async def test_a_lost_connection_is_unavailable_and_is_not_reused(
+    engine: AsyncEngine, admin: asyncpg.Connection
+) -> None:
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    async with uow() as unit:
+        await unit.users.add(user("fay"))
+        await unit.commit()
+        pid = await unit._pooled._pg.driver.fetchval("SELECT pg_backend_pid()")  # type: ignore[union-attr]
+    await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    await asyncio.sleep(0.1)
+    with pytest.raises(Unavailable):  # used a moment ago, so not pinged: its first statement fails
+        async with uow() as unit:
+            await unit.users.get("id-fay")
+    async with uow() as unit:  # invalidated, not handed out again
+        found = await unit.users.get("id-fay")
+    assert found is not None
+
+
+async def test_a_statement_the_schema_changed_under_is_unavailable_once(engine: AsyncEngine) -> None:
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    async with uow() as unit:
+        await unit.users.add(user("gus"))
+        await unit.commit()
+        assert await unit.users.get("id-gus") is not None  # prepared on this connection
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("ALTER TABLE users ALTER COLUMN display_name TYPE text")
+    with pytest.raises(Unavailable):
+        async with uow() as unit:
+            await unit.users.get("id-gus")
+    async with uow() as unit:  # prepared afresh
+        found = await unit.users.get("id-gus")
+    assert found is not None and found.display_name == "gus"
