@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from convocore.application.realtime import Backlog
-from convocore.domain.conversations import Conversation, Kind
-from convocore.domain.events import ConversationUpdated, MessageCreated, MessageUpdated
+from convocore.domain.conversations import Conversation, Kind, Member, Role
+from convocore.domain.events import ConversationUpdated, MemberJoined, MessageCreated, MessageUpdated
 from convocore.domain.messages import Message
 from convocore.entrypoints.hub import Connection, Hub
 
@@ -103,3 +103,43 @@ async def test_a_live_gap_is_filled_from_storage_and_a_repeat_is_not_sent_again(
     hub.dispatch(MessageCreated(message=stored[4]))
     await settle()
     assert sent == [1, 2, 3, 4]
+
+
+async def test_a_new_member_hears_of_joining_before_the_messages_that_follow_it() -> None:
+    """Messages posted straight after a member joined reach their socket after the joining,
+    whether storage replays them (committed before the starting point was read) or they are
+    heard live."""
+    storage_answers = asyncio.Event()
+    stored: list[Message] = []
+
+    async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
+        await storage_answers.wait()
+        return Backlog(messages=[m for m in stored if m.seq > after], last_seq=len(stored))
+
+    sent: list[tuple[str, int | None]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        frame = json.loads(message["text"])
+        sent.append((frame["type"], frame.get("message", {}).get("seq")))
+
+    hub = Hub(fetch=fetch)
+    watcher = Connection(send=send, user_id="w", session_id="s0", expires_at=NOW.replace(year=2100), queue_size=64)
+    newcomer = Connection(send=send, user_id="u", session_id="s", expires_at=NOW.replace(year=2100), queue_size=64)
+    await hub.register(newcomer)
+    member = Member(conversation_id="c", user_id="u", role=Role.MEMBER, joined_at=NOW)
+    hub.dispatch(MemberJoined(conversation_id="c", member=member, user=None))
+    stored.extend([_message(1), _message(2)])  # committed before the starting point is read
+    hub.dispatch(MessageCreated(message=_message(2)))  # and 2's event heard while it is read
+    storage_answers.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sent == [("member.joined", None), ("message.created", 1), ("message.created", 2)]
+
+    await hub.register(watcher)  # someone already following the conversation hears it too
+    hub.subscribe(watcher, "c", after=None)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    sent.clear()
+    other = Member(conversation_id="c", user_id="v", role=Role.MEMBER, joined_at=NOW)
+    hub.dispatch(MemberJoined(conversation_id="c", member=other, user=None))
+    assert sent == [("member.joined", None), ("member.joined", None)]  # the newcomer's and the watcher's sockets

@@ -405,7 +405,11 @@ class Hub:
         if cid is None:
             return
         if kind == "member.joined":
-            self._follow_new_membership(route)
+            followed = self._follow_new_membership(route, text)
+            for sub in tuple(self._rooms.get(cid, ())):
+                if sub.connection not in followed:  # those have it already
+                    self._offer_event(sub, text)
+            return
         room = self._rooms.get(cid, ())
         if kind == "message.created":
             seq = route.seq
@@ -423,11 +427,19 @@ class Hub:
             for sub in tuple(room):
                 self._offer_event(sub, text)
 
-    def _follow_new_membership(self, route: f.Route) -> None:
+    def _follow_new_membership(self, route: f.Route, text: str) -> tuple[Connection, ...]:
+        """Have the new member's user sockets follow the conversation, each told of its joining
+        (``text``) first: the frame goes out before the subscription reads its starting point,
+        since every message it may replay from storage came after the joining (held with the
+        live frames, it went out after that replay). Returns the sockets told."""
+        followed: tuple[Connection, ...] = ()
         for connection in tuple(self._users.get(route.user_id or "", ())):
             cid = route.conversation_id or ""
             if connection.conversation_id is None and cid not in connection.subscriptions:
+                connection.offer(text)
                 self.subscribe(connection, cid, after=route.start_seq)
+                followed += (connection,)
+        return followed
 
     def _drop_membership(self, conversation_id: str, user_id: str) -> None:
         for sub in tuple(self._rooms.get(conversation_id, ())):
