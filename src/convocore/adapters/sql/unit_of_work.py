@@ -79,8 +79,8 @@ def ping_after_idle(engine: AsyncEngine, *, idle_s: float) -> None:
     custom pre-ping). What this gives up: a connection that dies within ``idle_s`` of its last
     use (the database restarted, the backend terminated) fails the statement of the unit that
     next takes it, with ``Unavailable`` (503, Retry-After), as a unit already running when the
-    database went away fails; that failure invalidates the rest of the pool, so the next units
-    connect afresh."""
+    database went away fails, and is replaced. After a restart, that is once for each connection
+    used in the second before it (at most the pool's 20)."""
     pool_target = engine.sync_engine
 
     def returned(dbapi_connection: Any, record: Any) -> None:
