@@ -14,8 +14,15 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from convocore.adapters.argon2_hasher import Argon2PasswordHasher
+from convocore.adapters.memory import InProcessBroadcaster
 from convocore.adapters.sql import migrate
 from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine
+from convocore.adapters.system import SystemClock, UuidGenerator
+from convocore.application.accounts import RegisterUser
+from convocore.application.conversations import StartConversation
+from convocore.application.messages import ListMessages, PostMessage
+from convocore.domain.conversations import Kind
 from convocore.domain.errors import Conflict, Unavailable
 from convocore.domain.users import User
 
@@ -140,3 +147,48 @@ async def test_a_statement_the_schema_changed_under_is_unavailable_once(engine: 
     async with uow() as unit:  # prepared afresh
         found = await unit.users.get("id-gus")
     assert found is not None and found.display_name == "gus"
+
+
+async def test_posts_cancelled_mid_statement_leave_no_transaction_behind(engine: AsyncEngine) -> None:
+    """A post cancelled while its statement or BEGIN is on the wire (its client left) must not
+    leave a transaction open on a pooled connection: it would hold the conversation's row lock,
+    and every later post to it would wait for good."""
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    await uow.find_triggers()
+    clock, ids, bus = SystemClock(), UuidGenerator(), InProcessBroadcaster()
+    register = RegisterUser(uow=uow, hasher=Argon2PasswordHasher(time_cost=1, memory_cost=1024), ids=ids, clock=clock)
+    owner = await register.execute(username="owner", password="correct horse")
+    start = StartConversation(uow=uow, broadcaster=bus, ids=ids, clock=clock)
+    detail, _ = await start.execute(user_id=owner.id, kind=Kind.GROUP, members=[], title="cancelled")
+    cid = detail.conversation.id
+    post = PostMessage(uow=uow, broadcaster=bus, ids=ids, clock=clock)
+
+    def posting(name: str) -> "asyncio.Future[Any]":
+        return asyncio.ensure_future(post.execute(user_id=owner.id, conversation_id=cid, body=name, client_id=name))
+
+    acknowledged: list[str] = []
+    for i in range(40):
+        tasks = [posting(f"m{i}-{j}") for j in range(6)]
+        await asyncio.sleep((i % 8) * 0.0004)  # cancelled at different points of their units
+        for task in tasks[::2]:
+            task.cancel()
+        async with asyncio.timeout(15):
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert not [r for r in results if isinstance(r, Exception)]  # cancelled, or stored
+        acknowledged += [r.message.body for r in results if not isinstance(r, BaseException)]
+    async with asyncio.timeout(15):  # no connection holds the conversation: all of these go through
+        after = await asyncio.gather(*(posting(f"after-{j}") for j in range(20)))
+    acknowledged += [r.message.body for r in after]
+    stored: list[tuple[int, str]] = []
+    before = None
+    while True:
+        page, more = await ListMessages(uow=uow).execute(
+            user_id=owner.id, conversation_id=cid, before=before, limit=100
+        )
+        stored += [(m.seq, m.body) for m in page]
+        if not more or not page:
+            break
+        before = page[0].seq
+    seqs = sorted(seq for seq, _ in stored)
+    assert seqs == list(range(1, len(seqs) + 1))  # no gap: each seq taken by a committed post
+    assert set(acknowledged) <= {body for _, body in stored}  # every acknowledged post is stored

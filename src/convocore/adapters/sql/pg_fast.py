@@ -39,10 +39,11 @@ class PgConnection:
     """What one unit of work's pooled connection is under SQLAlchemy: the asyncpg adapter (its
     transaction), the asyncpg connection, and the statements prepared on it."""
 
-    __slots__ = ("adapted", "driver", "statements")
+    __slots__ = ("adapted", "driver", "spoiled", "statements")
 
     def __init__(self, adapted: Any, driver: asyncpg.Connection, statements: dict[str, Any]) -> None:
         self.adapted, self.driver, self.statements = adapted, driver, statements
+        self.spoiled = False  # a statement was cancelled mid-way: not to be used again
 
 
 class FastPostgres(Plans):
@@ -105,6 +106,15 @@ class FastPostgres(Plans):
             if isinstance(error, _REPREPARE):
                 pg.statements.clear()  # the schema changed under them: prepare afresh
             raise self._as_sqlalchemy(error, plan.sql, values, lost=lost) from error
+        except BaseException:
+            # Cancelled mid-statement (a request whose client left, a timeout): asyncpg may be
+            # left inside a BEGIN it sent (its transaction object failed, yet still the
+            # connection's, so the next BEGIN would become a SAVEPOINT and the first transaction,
+            # with its row locks, would never end) or cancelling a command. As SQLAlchemy does
+            # for such exits, the connection is not used again: the unit invalidates it as it
+            # closes (``_Pooled.close``), which closes it and so ends its transaction.
+            pg.spoiled = True
+            raise
 
     def _as_sqlalchemy(self, error: Exception, sql: str, values: list[Any], *, lost: bool) -> Exception:
         if isinstance(error, exc.SQLAlchemyError):

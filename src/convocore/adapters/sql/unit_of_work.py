@@ -314,12 +314,14 @@ class _Pooled:
                     raise
 
     async def close(self, exc: BaseException | None) -> None:
-        self._pg = None
+        pg, self._pg = self._pg, None
         connection, self._connection = self._connection, None
         if connection is None:
             return
         try:
             with translate_errors():
+                if pg is not None and (pg.spoiled or pg.driver.is_closed()):  # not back into the pool
+                    await connection.invalidate()
                 await connection.close()  # which rolls back whatever was not committed
         except Unavailable:
             # A dead connection takes its transaction with it; report that only when no other
