@@ -4,6 +4,7 @@ and an edit never overtakes the message it edits."""
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,3 +144,66 @@ async def test_a_new_member_hears_of_joining_before_the_messages_that_follow_it(
     other = Member(conversation_id="c", user_id="v", role=Role.MEMBER, joined_at=NOW)
     hub.dispatch(MemberJoined(conversation_id="c", member=other, user=None))
     assert sent == [("member.joined", None), ("member.joined", None)]  # the newcomer's and the watcher's sockets
+
+
+async def _resumed(
+    stored: list[Message], during: Callable[[Hub], None], *, after: int = 0
+) -> list[tuple[str, int | None]]:
+    """What a socket resuming after ``after`` is sent when ``during`` dispatches events while
+    its starting point is read (``stored`` is what storage then holds)."""
+    storage_answers = asyncio.Event()
+
+    async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
+        await storage_answers.wait()
+        return Backlog(messages=[m for m in stored if m.seq > after], last_seq=max((m.seq for m in stored), default=0))
+
+    sent: list[tuple[str, int | None]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        frame = json.loads(message["text"])
+        sent.append((frame["type"], frame.get("message", {}).get("seq")))
+
+    hub = Hub(fetch=fetch)
+    connection = Connection(send=send, user_id="u", session_id="s", expires_at=NOW.replace(year=2100), queue_size=64)
+    await hub.register(connection)
+    hub.subscribe(connection, "c", after=after)
+    await asyncio.sleep(0)
+    during(hub)
+    storage_answers.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    return sent
+
+
+def _renamed() -> ConversationUpdated:
+    conversation = Conversation(
+        id="c", kind=Kind.GROUP, title="renamed", public=False, created_by="u", created_at=NOW,
+        last_activity_at=NOW, last_seq=2, member_count=1, direct_key=None,
+    )  # fmt: skip
+    return ConversationUpdated(conversation=conversation)
+
+
+async def test_a_resumed_stream_keeps_an_event_heard_live_before_the_messages_that_followed_it() -> None:
+    stored = [_message(1)]  # stored (and published) before the socket resumed: not heard live
+
+    def meanwhile(hub: Hub) -> None:
+        hub.dispatch(_renamed())  # heard live while the starting point is read...
+        stored.extend([_message(2), _message(3)])  # ...then 2 and 3 are posted
+        hub.dispatch(MessageCreated(message=_message(2)))
+        hub.dispatch(MessageCreated(message=_message(3)))
+
+    assert await _resumed(stored, meanwhile) == [
+        ("message.created", 1),
+        ("conversation.updated", None),
+        ("message.created", 2),
+        ("message.created", 3),
+    ]
+
+
+async def test_a_resumed_stream_sends_a_stored_message_before_an_edit_of_it_heard_live() -> None:
+    stored = [_message(1), _message(2)]  # both stored (and published) before the socket resumed
+
+    def meanwhile(hub: Hub) -> None:
+        hub.dispatch(MessageUpdated(message=_message(2, "edited")))  # only the edit is heard live
+
+    assert await _resumed(stored, meanwhile, after=1) == [("message.created", 2), ("message.updated", 2)]

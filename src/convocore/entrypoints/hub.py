@@ -14,13 +14,14 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from convocore.application.realtime import Backlog
 from convocore.domain.errors import NotFound
 from convocore.domain.events import Event
+from convocore.domain.messages import Message
 from convocore.entrypoints import frames as f
 from convocore.entrypoints import schemas as s
 from convocore.entrypoints.direct import DirectWriter
@@ -494,11 +495,8 @@ class Hub:
             sub.last_seq = min([seq - 1 for seq in sub.held_seqs()] + [backlog.last_seq])
         else:
             sub.last_seq = min(after, backlog.last_seq)
-            for message in backlog.messages:
-                if message.seq == sub.last_seq + 1:
-                    frame = f.MessageCreatedFrame(conversation_id=cid, message=s.message_out(message))
-                    connection.offer(f.encode(frame))
-                    sub.last_seq = message.seq
+            self._replay(sub, backlog.messages)
+            return
         held = sub.take_held()
         sub.syncing = False
         for _, seq, text in held:
@@ -506,6 +504,36 @@ class Hub:
                 self._offer_event(sub, text)
             else:
                 self._accept(sub, seq, text)
+
+    def _replay(self, sub: Subscription, backlog: Sequence[Message]) -> None:
+        """Send what storage holds after ``sub.last_seq`` merged with what was heard live
+        meanwhile, in the order it happened. A stored message not heard live was published
+        before the subscription listened, so it goes before everything heard; one heard live
+        goes where it was heard, after the events that came before it (a member joining, a
+        rename): replayed first, it would overtake them."""
+        held = sub.take_held()
+        sub.syncing = False
+        cid, connection = sub.conversation_id, sub.connection
+        stored = iter(backlog)
+        pending = next(stored, None)
+
+        def replay_below(seq: int | None) -> None:
+            nonlocal pending
+            while pending is not None and (seq is None or pending.seq < seq) and not sub.syncing:
+                if pending.seq == sub.last_seq + 1:
+                    frame = f.MessageCreatedFrame(conversation_id=cid, message=s.message_out(pending))
+                    connection.offer(f.encode(frame))
+                    sub.last_seq = pending.seq
+                pending = next(stored, None)
+
+        replay_below(min((seq for _, seq, _ in held if seq is not None), default=None))
+        for _, seq, text in held:
+            if seq is None:
+                self._offer_event(sub, text)  # (held again if a gap started another catch-up)
+            else:
+                replay_below(seq)
+                self._accept(sub, seq, text)
+        replay_below(None)  # stored, its live event not heard yet (it will be a repeat)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
