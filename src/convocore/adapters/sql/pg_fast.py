@@ -16,7 +16,8 @@ The transaction stays SQLAlchemy's: a unit's first statement here begins it on t
 SQLAlchemy (the inbox, searches, expanding IN lists) join it, and commit, rollback and the pool's
 reset are SQLAlchemy's as before. Errors become SQLAlchemy's exceptions (a broken constraint an
 ``IntegrityError``, a lost connection one with ``connection_invalidated``), so ``errors.py``
-translates them unchanged; a connection found closed is invalidated, as SQLAlchemy does.
+translates them unchanged; a connection found closed, or left mid-statement by a cancellation, is
+invalidated as the unit closes, as SQLAlchemy does.
 """
 
 import time
@@ -43,7 +44,7 @@ class PgConnection:
 
     def __init__(self, adapted: Any, driver: asyncpg.Connection, statements: dict[str, Any]) -> None:
         self.adapted, self.driver, self.statements = adapted, driver, statements
-        self.spoiled = False  # a statement was cancelled mid-way: not to be used again
+        self.spoiled = False  # found closed, or a statement cancelled mid-way: not to be used again
 
 
 class FastPostgres(Plans):
@@ -69,10 +70,7 @@ class FastPostgres(Plans):
         return PgConnection(adapted, driver, fairy.info.setdefault(_STATEMENTS, {}))
 
     async def run(self, connection: AsyncConnection, pg: PgConnection, plan: Plan, params: Mapping[str, Any]) -> Result:
-        values = []
-        for name, fixed, process in plan.binds:
-            value = params.get(name, fixed)
-            values.append(process(value) if process is not None else value)
+        values = plan.values(params)
         engine, sync = self._engine, connection.sync_connection
         timed = only_timers(engine, self._timers)
         started = time.perf_counter()
@@ -102,7 +100,7 @@ class FastPostgres(Plans):
         except Exception as error:
             lost = pg.driver.is_closed()
             if lost:
-                await connection.invalidate(error)
+                pg.spoiled = True  # invalidated as the unit closes
             if isinstance(error, _REPREPARE):
                 pg.statements.clear()  # the schema changed under them: prepare afresh
             raise self._as_sqlalchemy(error, plan.sql, values, lost=lost) from error

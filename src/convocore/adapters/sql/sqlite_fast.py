@@ -175,6 +175,14 @@ class Plan:
             (index, process) for index, (_, _, process) in enumerate(columns) if process is not None
         )
 
+    def values(self, params: Mapping[str, Any]) -> list[Any]:
+        """The statement's parameters in order, each through its type's bind processing."""
+        values = []
+        for name, fixed, process in self.binds:
+            value = params.get(name, fixed)
+            values.append(process(value) if process is not None else value)
+        return values
+
 
 def _column_of(objects: Sequence[Any]) -> Any:
     """The ``Column`` a result column stands for, or a key no reader uses."""
@@ -218,10 +226,7 @@ class FastSqlite(Plans):
         with the engine standing in for the connection; or, when ``timers`` (the engine's, from
         ``timing.timers_of``) are all the listeners there are, timing the statement for them
         directly."""
-        values = []
-        for name, fixed, process in plan.binds:
-            value = params.get(name, fixed)
-            values.append(process(value) if process is not None else value)
+        values = plan.values(params)
         if only_timers(engine, timers):
             started = time.perf_counter()
             try:
