@@ -484,6 +484,7 @@ class Hub:
         except Exception:
             log.exception("catching up %s failed; asking the client to resync", cid)
             backlog = None
+        stored: Sequence[Message] = ()
         if backlog is None or len(backlog.messages) > self._resync_limit:
             newest = max(sub.held_top, backlog.last_seq if backlog else sub.last_seq)
             connection.offer(f.encode(f.ResyncFrame(conversation_id=cid, last_seq=newest)))
@@ -495,19 +496,13 @@ class Hub:
             sub.last_seq = min([seq - 1 for seq in sub.held_seqs()] + [backlog.last_seq])
         else:
             sub.last_seq = min(after, backlog.last_seq)
-            self._replay(sub, backlog.messages)
-            return
-        held = sub.take_held()
-        sub.syncing = False
-        for _, seq, text in held:
-            if seq is None:
-                self._offer_event(sub, text)
-            else:
-                self._accept(sub, seq, text)
+            stored = backlog.messages
+        self._replay(sub, stored)
 
     def _replay(self, sub: Subscription, backlog: Sequence[Message]) -> None:
-        """Send what storage holds after ``sub.last_seq`` merged with what was heard live
-        meanwhile, in the order it happened. A stored message not heard live was published
+        """Send what storage holds after ``sub.last_seq`` (``backlog``; none when the starting
+        point is "from now" or a resync) merged with what was heard live meanwhile, in the
+        order it happened, and end the catching up. A stored message not heard live was published
         before the subscription listened, so it goes before everything heard; one heard live
         goes where it was heard, after the events that came before it (a member joining, a
         rename): replayed first, it would overtake them."""
