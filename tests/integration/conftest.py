@@ -1,5 +1,6 @@
 """Fixtures for tests against real servers and services."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,26 @@ async def postgres_database(postgres_url: str) -> AsyncIterator[str]:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+class Backends:
+    """Ends other sessions of the machine's PostgreSQL, as a restart or an administrator would."""
+
+    def __init__(self, admin: asyncpg.Connection) -> None:
+        self._admin = admin
+
+    async def terminate(self, pid: int) -> None:
+        await self._admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await asyncio.sleep(0.1)  # gone before the test goes on
+
+
+@pytest.fixture
+async def postgres_backends(postgres_url: str) -> AsyncIterator[Backends]:
+    admin = await asyncpg.connect(urlunsplit(urlsplit(postgres_url)._replace(scheme="postgresql")))
+    try:
+        yield Backends(admin)
+    finally:
         await admin.close()
 
 

@@ -8,9 +8,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,6 +23,7 @@ from convocore.application.messages import ListMessages, PostMessage
 from convocore.domain.conversations import Kind
 from convocore.domain.errors import Conflict, Unavailable
 from convocore.domain.users import User
+from tests.integration.conftest import Backends
 
 
 @pytest.fixture
@@ -35,16 +34,6 @@ async def engine(postgres_database: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
-
-
-@pytest.fixture
-async def admin(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:
-    parts = urlsplit(postgres_database)
-    connection = await asyncpg.connect(urlunsplit(parts._replace(scheme="postgresql")))
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 def user(name: str) -> User:
@@ -116,15 +105,14 @@ async def test_a_clash_is_a_conflict_and_undoes_the_unit(engine: AsyncEngine) ->
 
 
 async def test_a_lost_connection_is_unavailable_and_is_not_reused(
-    engine: AsyncEngine, admin: asyncpg.Connection
+    engine: AsyncEngine, postgres_backends: Backends
 ) -> None:
     uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
     async with uow() as unit:
         await unit.users.add(user("fay"))
         await unit.commit()
         pid = await unit._pooled._pg.driver.fetchval("SELECT pg_backend_pid()")  # type: ignore[union-attr]
-    await admin.execute("SELECT pg_terminate_backend($1)", pid)
-    await asyncio.sleep(0.1)
+    await postgres_backends.terminate(pid)
     with pytest.raises(Unavailable):  # used a moment ago, so not pinged: its first statement fails
         async with uow() as unit:
             await unit.users.get("id-fay")

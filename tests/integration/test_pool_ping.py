@@ -4,11 +4,9 @@ for longer is pinged and replaced if dead, and one that died unpinged fails a si
 ``Unavailable`` before the pool recovers. (The server-level view: test_faults.py.)"""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convocore.adapters.sql import unit_of_work
 from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
 from convocore.domain.errors import Unavailable
+from tests.integration.conftest import Backends
 
 
 class Pings:
@@ -36,16 +35,6 @@ class Pings:
 def engine_pinging_after(monkeypatch: pytest.MonkeyPatch, url: str, idle_s: float) -> AsyncEngine:
     monkeypatch.setattr(unit_of_work, "_PING_AFTER_IDLE_S", idle_s)
     return create_engine(url)
-
-
-@pytest.fixture
-async def admin(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:
-    parts = urlsplit(postgres_database)
-    connection = await asyncpg.connect(urlunsplit(parts._replace(scheme="postgresql", path="/test")))
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def backend(engine: AsyncEngine) -> int:
@@ -83,13 +72,12 @@ async def test_an_idle_connection_is_pinged_at_checkout(
 
 
 async def test_an_idle_connection_that_died_is_replaced_at_checkout(
-    monkeypatch: pytest.MonkeyPatch, postgres_database: str, admin: asyncpg.Connection
+    monkeypatch: pytest.MonkeyPatch, postgres_database: str, postgres_backends: Backends
 ) -> None:
     engine = engine_pinging_after(monkeypatch, postgres_database, 0.05)
     try:
         first = await backend(engine)
-        await admin.execute("SELECT pg_terminate_backend($1)", first)
-        await asyncio.sleep(0.1)
+        await postgres_backends.terminate(first)
         second = await backend(engine)  # no error: the ping found it dead, the pool reconnected
         assert second != first
     finally:
@@ -97,19 +85,18 @@ async def test_an_idle_connection_that_died_is_replaced_at_checkout(
 
 
 async def test_a_connection_that_died_unpinged_fails_one_unit_then_the_pool_recovers(
-    monkeypatch: pytest.MonkeyPatch, postgres_database: str, admin: asyncpg.Connection
+    monkeypatch: pytest.MonkeyPatch, postgres_database: str, postgres_backends: Backends
 ) -> None:
     engine = engine_pinging_after(monkeypatch, postgres_database, 60)
     uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
     try:
         await create_schema(engine)
         first = await backend(engine)
-        await admin.execute("SELECT pg_terminate_backend($1)", first)
-        await asyncio.sleep(0.1)
+        await postgres_backends.terminate(first)
         with pytest.raises(Unavailable):
             async with uow() as unit:
                 await unit.users.get_by_username("nobody")
-        async with uow() as unit:  # the failure invalidated the pool: a new connection
+        async with uow() as unit:  # the dead connection was invalidated: a new one
             assert await unit.users.get_by_username("nobody") is None
         assert await backend(engine) != first
     finally:

@@ -106,44 +106,62 @@ async def test_a_live_gap_is_filled_from_storage_and_a_repeat_is_not_sent_again(
     assert sent == [1, 2, 3, 4]
 
 
+class _Gated:
+    """A hub whose storage answers only once ``answer()`` is called, holding ``stored``; what
+    its sockets are sent, as (frame type, message seq)."""
+
+    def __init__(self, stored: list[Message]) -> None:
+        self.stored = stored
+        self.sent: list[tuple[str, int | None]] = []
+        self._answers = asyncio.Event()
+        self.hub = Hub(fetch=self._fetch)
+
+    async def _fetch(self, conversation_id: str, after: int, limit: int) -> Backlog:
+        await self._answers.wait()
+        last = max((m.seq for m in self.stored), default=0)
+        return Backlog(messages=[m for m in self.stored if m.seq > after], last_seq=last)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        frame = json.loads(message["text"])
+        self.sent.append((frame["type"], frame.get("message", {}).get("seq")))
+
+    async def socket(self, user_id: str) -> Connection:
+        connection = Connection(
+            send=self._send,
+            user_id=user_id,
+            session_id=f"s-{user_id}",
+            expires_at=NOW.replace(year=2100),
+            queue_size=64,
+        )
+        await self.hub.register(connection)
+        return connection
+
+    async def answer(self) -> None:
+        self._answers.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+
 async def test_a_new_member_hears_of_joining_before_the_messages_that_follow_it() -> None:
     """Messages posted straight after a member joined reach their socket after the joining,
     whether storage replays them (committed before the starting point was read) or they are
     heard live."""
-    storage_answers = asyncio.Event()
-    stored: list[Message] = []
-
-    async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
-        await storage_answers.wait()
-        return Backlog(messages=[m for m in stored if m.seq > after], last_seq=len(stored))
-
-    sent: list[tuple[str, int | None]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        frame = json.loads(message["text"])
-        sent.append((frame["type"], frame.get("message", {}).get("seq")))
-
-    hub = Hub(fetch=fetch)
-    watcher = Connection(send=send, user_id="w", session_id="s0", expires_at=NOW.replace(year=2100), queue_size=64)
-    newcomer = Connection(send=send, user_id="u", session_id="s", expires_at=NOW.replace(year=2100), queue_size=64)
-    await hub.register(newcomer)
+    gated = _Gated([])
+    await gated.socket("u")
     member = Member(conversation_id="c", user_id="u", role=Role.MEMBER, joined_at=NOW)
-    hub.dispatch(MemberJoined(conversation_id="c", member=member, user=None))
-    stored.extend([_message(1), _message(2)])  # committed before the starting point is read
-    hub.dispatch(MessageCreated(message=_message(2)))  # and 2's event heard while it is read
-    storage_answers.set()
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert sent == [("member.joined", None), ("message.created", 1), ("message.created", 2)]
+    gated.hub.dispatch(MemberJoined(conversation_id="c", member=member, user=None))
+    gated.stored.extend([_message(1), _message(2)])  # committed before the starting point is read
+    gated.hub.dispatch(MessageCreated(message=_message(2)))  # and 2's event heard while it is read
+    await gated.answer()
+    assert gated.sent == [("member.joined", None), ("message.created", 1), ("message.created", 2)]
 
-    await hub.register(watcher)  # someone already following the conversation hears it too
-    hub.subscribe(watcher, "c", after=None)
-    for _ in range(20):
-        await asyncio.sleep(0)
-    sent.clear()
+    watcher = await gated.socket("w")  # someone already following the conversation hears it too
+    gated.hub.subscribe(watcher, "c", after=None)
+    await gated.answer()
+    gated.sent.clear()
     other = Member(conversation_id="c", user_id="v", role=Role.MEMBER, joined_at=NOW)
-    hub.dispatch(MemberJoined(conversation_id="c", member=other, user=None))
-    assert sent == [("member.joined", None), ("member.joined", None)]  # the newcomer's and the watcher's sockets
+    gated.hub.dispatch(MemberJoined(conversation_id="c", member=other, user=None))
+    assert gated.sent == [("member.joined", None), ("member.joined", None)]  # the newcomer's and the watcher's sockets
 
 
 async def _resumed(
@@ -151,28 +169,12 @@ async def _resumed(
 ) -> list[tuple[str, int | None]]:
     """What a socket resuming after ``after`` is sent when ``during`` dispatches events while
     its starting point is read (``stored`` is what storage then holds)."""
-    storage_answers = asyncio.Event()
-
-    async def fetch(conversation_id: str, after: int, limit: int) -> Backlog:
-        await storage_answers.wait()
-        return Backlog(messages=[m for m in stored if m.seq > after], last_seq=max((m.seq for m in stored), default=0))
-
-    sent: list[tuple[str, int | None]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        frame = json.loads(message["text"])
-        sent.append((frame["type"], frame.get("message", {}).get("seq")))
-
-    hub = Hub(fetch=fetch)
-    connection = Connection(send=send, user_id="u", session_id="s", expires_at=NOW.replace(year=2100), queue_size=64)
-    await hub.register(connection)
-    hub.subscribe(connection, "c", after=after)
+    gated = _Gated(stored)
+    gated.hub.subscribe(await gated.socket("u"), "c", after=after)
     await asyncio.sleep(0)
-    during(hub)
-    storage_answers.set()
-    for _ in range(20):
-        await asyncio.sleep(0)
-    return sent
+    during(gated.hub)
+    await gated.answer()
+    return gated.sent
 
 
 def _renamed() -> ConversationUpdated:
