@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
+from sqlalchemy.exc import InternalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
@@ -180,3 +182,40 @@ async def test_posts_cancelled_mid_statement_leave_no_transaction_behind(engine:
     seqs = sorted(seq for seq, _ in stored)
     assert seqs == list(range(1, len(seqs) + 1))  # no gap: each seq taken by a committed post
     assert set(acknowledged) <= {body for _, body in stored}  # every acknowledged post is stored
+
+
+@pytest.mark.parametrize("first", ["prebuilt", "sqlalchemy"])
+async def test_a_refused_begin_does_not_poison_its_connection(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """A BEGIN the server refuses (the connection still open, nothing cancelled) fails its unit
+    only, whichever path sent it. asyncpg keeps such a transaction as the connection's own, so
+    on that connection every later BEGIN would be sent as a SAVEPOINT outside any transaction,
+    and fail: the unit drops the connection instead of handing it back to the pool."""
+    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    async with uow() as unit:
+        await unit.users.add(user("hal"))
+        await unit.commit()
+    refused: list[str] = []
+    original = asyncpg.Connection.execute
+
+    async def refusing(connection: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        if query.startswith("BEGIN") and not refused:
+            refused.append(query)
+            raise asyncpg.exceptions.InternalServerError("refused by the test")
+        return await original(connection, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", refusing)
+    with pytest.raises(InternalError, match="refused by the test"):
+        async with uow() as unit:
+            if first == "prebuilt":
+                await unit.users.get("id-hal")
+            else:  # an expanding IN list goes through SQLAlchemy's execution
+                await unit.users.get_many(["id-hal"])
+    assert refused
+    for name in ("ida", "jon"):  # the pool's one idle connection would be the refused one
+        async with asyncio.timeout(10), uow() as unit:
+            await unit.users.add(user(name))
+            await unit.commit()
+    async with uow() as unit:
+        assert sorted(await unit.users.get_many(["id-hal", "id-ida", "id-jon"])) == ["id-hal", "id-ida", "id-jon"]

@@ -17,7 +17,8 @@ SQLAlchemy (the inbox, searches, expanding IN lists) join it, and commit, rollba
 reset are SQLAlchemy's as before. Errors become SQLAlchemy's exceptions (a broken constraint an
 ``IntegrityError``, a lost connection one with ``connection_invalidated``), so ``errors.py``
 translates them unchanged; a connection found closed, or left mid-statement by a cancellation, is
-invalidated as the unit closes, as SQLAlchemy does.
+invalidated as the unit closes, as SQLAlchemy does, and so is one whose BEGIN the server refused
+(asyncpg would make its next BEGIN a SAVEPOINT), which SQLAlchemy does not catch.
 """
 
 import time
@@ -45,6 +46,15 @@ class PgConnection:
     def __init__(self, adapted: Any, driver: asyncpg.Connection, statements: dict[str, Any]) -> None:
         self.adapted, self.driver, self.statements = adapted, driver, statements
         self.spoiled = False  # found closed, or a statement cancelled mid-way: not to be used again
+
+    def holds_a_refused_begin(self) -> bool:
+        """Whether asyncpg still calls a transaction its own that SQLAlchemy's adapter does not
+        track: one whose BEGIN the server refused. asyncpg's ``Transaction.start`` makes itself
+        the connection's top transaction before sending BEGIN and stays so when it fails, so the
+        connection's next BEGIN would go out as a SAVEPOINT outside any transaction, and fail,
+        on every unit after (on either path: SQLAlchemy's BEGIN is the same call)."""
+        top = getattr(self.driver, "_top_xact", None)
+        return top is not None and top is not self.adapted._transaction
 
 
 class FastPostgres(Plans):

@@ -320,7 +320,8 @@ class _Pooled:
             return
         try:
             with translate_errors():
-                if pg is not None and pg.spoiled:  # not back into the pool
+                if pg is not None and (pg.spoiled or (exc is not None and pg.holds_a_refused_begin())):
+                    # not back into the pool
                     await connection.invalidate()
                 await connection.close()  # which rolls back whatever was not committed
         except Unavailable:
