@@ -110,16 +110,23 @@ class _Gated:
     """A hub whose storage answers only once ``answer()`` is called, holding ``stored``; what
     its sockets are sent, as (frame type, message seq)."""
 
-    def __init__(self, stored: list[Message]) -> None:
+    def __init__(self, stored: list[Message], *, resync_limit: int = 500) -> None:
         self.stored = stored
         self.sent: list[tuple[str, int | None]] = []
         self._answers = asyncio.Event()
-        self.hub = Hub(fetch=self._fetch)
+        self.hub = Hub(fetch=self._fetch, resync_limit=resync_limit)
 
     async def _fetch(self, conversation_id: str, after: int, limit: int) -> Backlog:
         await self._answers.wait()
         last = max((m.seq for m in self.stored), default=0)
-        return Backlog(messages=[m for m in self.stored if m.seq > after], last_seq=last)
+        return Backlog(messages=[m for m in self.stored if m.seq > after][:limit], last_seq=last)
+
+    def answering(self, answers: bool) -> None:
+        """Whether storage answers at once (``answer()`` sets it too)."""
+        if answers:
+            self._answers.set()
+        else:
+            self._answers.clear()
 
     async def _send(self, message: dict[str, Any]) -> None:
         frame = json.loads(message["text"])
@@ -209,3 +216,26 @@ async def test_a_resumed_stream_sends_a_stored_message_before_an_edit_of_it_hear
         hub.dispatch(MessageUpdated(message=_message(2, "edited")))  # only the edit is heard live
 
     assert await _resumed(stored, meanwhile, after=1) == [("message.created", 2), ("message.updated", 2)]
+
+
+async def test_a_catch_up_replays_what_it_heard_live_however_much_storage_holds_by_then() -> None:
+    """Concurrent posts (PostgreSQL) may publish out of order: 2 heard before 1 starts a catch-up,
+    and by the time storage answers it holds many more, each heard live meanwhile. Only messages
+    storage alone can give count against the resync limit, so the socket gets them all in order;
+    past the limit, it is still told to resync."""
+
+    async def catch_up(heard: list[int]) -> list[tuple[str, int | None]]:
+        gated = _Gated([], resync_limit=5)
+        gated.hub.subscribe(await gated.socket("u"), "c", after=None)
+        await gated.answer()
+        gated.answering(False)
+        gated.stored.extend(_message(seq) for seq in range(1, 31))  # all committed
+        for seq in heard:  # 2 before 1: a gap, so storage is read, and the rest arrive meanwhile
+            gated.hub.dispatch(MessageCreated(message=_message(seq)))
+        await gated.answer()
+        return gated.sent
+
+    everything = [2, 1, *range(3, 31)]
+    assert await catch_up(everything) == [("message.created", seq) for seq in range(1, 31)]
+    unheard = [2, 1, *range(3, 21), 30]  # 21-29 were stored, their events not (yet) heard
+    assert await catch_up(unheard) == [("message.created", seq) for seq in range(1, 21)] + [("resync", None)]
