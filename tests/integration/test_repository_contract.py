@@ -1,6 +1,7 @@
 """The repository contract: one set of tests run against memory, SQLite and PostgreSQL storage."""
 
 import asyncio
+import dataclasses
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -393,6 +394,34 @@ async def test_a_conversation_is_read_with_one_member_and_both_save_as_read(
         assert await uow.conversations.get_with_member("c1", BOB.id) == (found, reader)
         assert await uow.members.get("c1", ALICE.id) == member("c1", ALICE)
         assert await uow.conversations.get("c2") == group("c2")
+
+
+async def test_a_locked_read_waits_and_sees_the_members_the_holder_committed(new_uow: UnitOfWorkFactory) -> None:
+    """A read ``for_update`` that has to wait for the conversation's lock answers with the
+    members as they are once it holds it: one removed meanwhile is gone, one added is there, one
+    whose role changed has the new role (what a post or a membership change decides by)."""
+    conversation = group("c1")
+    await store(new_uow, ALICE, BOB, CAROL, conversation, member("c1", ALICE), member("c1", BOB))
+    async with new_uow() as holder:
+        found = await holder.conversations.get("c1", for_update=True)
+        assert found is not None
+        await holder.members.remove("c1", BOB.id)
+        await holder.members.add(member("c1", CAROL))
+        await holder.members.save(dataclasses.replace(member("c1", ALICE), role=Role.ADMIN))
+
+        async def read(person: User) -> Member | None:
+            async with new_uow() as uow:
+                _, seen = await uow.conversations.get_with_member("c1", person.id, for_update=True)
+                return seen
+
+        readers = [asyncio.create_task(read(person)) for person in (ALICE, BOB, CAROL)]
+        await asyncio.sleep(0.3)  # each has sent its read (PostgreSQL) or waits for its turn (SQLite)
+        assert not any(r.done() for r in readers) or isinstance(new_uow, MemoryUnitOfWorkFactory)
+        await holder.commit()
+    alice, bob, carol = await asyncio.gather(*readers)
+    assert alice is not None and alice.role is Role.ADMIN
+    assert bob is None
+    assert carol == member("c1", CAROL)
 
 
 async def test_adding_a_member_twice_is_a_conflict(new_uow: UnitOfWorkFactory) -> None:

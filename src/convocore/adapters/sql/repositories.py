@@ -230,17 +230,25 @@ _MEMBERSHIPS = _built(
     .where(_by(_members, "user_id"))
 )
 _save_conversation = _Saver(_conversations, "id")
-# SQLite: the conversation and one member in one statement (every unit of work there runs
-# alone, so nothing can change between two reads anyway).
+# The conversation and one member in one statement, both as of one snapshot (on SQLite every
+# unit of work runs alone anyway).
+_ONE_MEMBER = and_(_members.c.conversation_id == _conversations.c.id, _members.c.user_id == bindparam("k_user_id"))
 _CONVERSATION_WITH_MEMBER = _built(
     select(_conversations, _members)
-    .select_from(
-        _conversations.outerjoin(
-            _members,
-            and_(_members.c.conversation_id == _conversations.c.id, _members.c.user_id == bindparam("k_user_id")),
-        )
-    )
+    .select_from(_conversations.outerjoin(_members, _ONE_MEMBER))
     .where(_by(_conversations, "id"))
+)
+# PostgreSQL, to change things: both rows locked, the conversation's first (the order of OF;
+# every unit that changes a member locks its conversation first, so no two wait on each other).
+# Locked, each is re-read as it is once the lock is granted, where a join's other rows would be
+# as of the statement's start: a member removed while this waited makes the row vanish. No row
+# (no such member when the statement began, or not any more) is then settled by reading the two
+# one after the other, the conversation locked first.
+_CONVERSATION_WITH_MEMBER_LOCKED = _built(
+    select(_conversations, _members)
+    .select_from(_conversations.join(_members, _ONE_MEMBER))
+    .where(_by(_conversations, "id"))
+    .with_for_update(of=[_conversations, _members])
 )
 _SPLIT = len(CONVERSATION_RECORD)
 
@@ -248,7 +256,7 @@ _SPLIT = len(CONVERSATION_RECORD)
 class SqlAlchemyConversationRepository:
     def __init__(self, execute: Execute, dialect: str, members: "SqlAlchemyMemberRepository") -> None:
         self._execute = execute
-        self._one_read = dialect == "sqlite"
+        self._sqlite = dialect == "sqlite"
         self._members = members
         self._seen: _Seen = {}
 
@@ -264,18 +272,19 @@ class SqlAlchemyConversationRepository:
     async def get_with_member(
         self, conversation_id: str, user_id: str, *, for_update: bool = False
     ) -> tuple[Conversation | None, Member | None]:
-        if not self._one_read:
-            # PostgreSQL: the member is read once the conversation's row lock is held (a join
-            # would lock the conversation but could return the member row from before it).
-            conversation = await self.get(conversation_id, for_update=for_update)
-            if conversation is None:
-                return None, None
-            return conversation, await self._members.get(conversation_id, user_id)
         params = {"k_id": conversation_id, "k_user_id": user_id}
         # By position: rows by name cost more than the entities made from them (as for pages).
-        records = (await self._execute(_CONVERSATION_WITH_MEMBER, params)).all()
-        if not records:
-            return None, None
+        if for_update and not self._sqlite:
+            records = (await self._execute(_CONVERSATION_WITH_MEMBER_LOCKED, params)).all()
+            if not records:  # not a member, or no such conversation: which, as of now
+                conversation = await self.get(conversation_id, for_update=True)
+                if conversation is None:
+                    return None, None
+                return conversation, await self._members.get(conversation_id, user_id)
+        else:
+            records = (await self._execute(_CONVERSATION_WITH_MEMBER, params)).all()
+            if not records:
+                return None, None
         record = tuple(records[0])
         conversation_part, member_part = record[:_SPLIT], record[_SPLIT:]
         self._seen[(conversation_id,)] = dict(zip(CONVERSATION_RECORD, conversation_part, strict=True))
