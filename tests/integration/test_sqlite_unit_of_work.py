@@ -110,6 +110,24 @@ async def test_units_committing_in_one_round_share_one_commit(engine: AsyncEngin
         assert len(await uow.users.get_many([f"id-u{i}" for i in range(20)] + ["id-later"])) == 21
 
 
+async def test_units_go_on_in_the_order_they_committed_when_a_batch_fills_up(engine: AsyncEngine) -> None:
+    """The unit that fills a batch commits it at once; it must not go on (publish its message,
+    say) before the units that committed into the batch earlier, which wake a round later."""
+    factory = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    committed: list[int] = []
+    resumed: list[int] = []
+
+    async def store(i: int) -> None:
+        async with factory() as uow:
+            await uow.users.add(person(f"p{i}"))
+            committed.append(i)
+            await uow.commit()
+        resumed.append(i)
+
+    await asyncio.gather(*(store(i) for i in range(unit_of_work._BATCH_MAX + 10)))
+    assert resumed == committed
+
+
 async def test_the_units_statements_run_on_one_cursor(engine: AsyncEngine) -> None:
     """Lever 49: no cursor made per statement (``Connection.execute`` makes one each time)."""
     factory = SqlAlchemyUnitOfWorkFactory(engine=engine)

@@ -658,6 +658,8 @@ class _Turn:
         batch = self._link.commit(raw, self._joined)
         self._begun, self._joined, self._saw = False, None, None
         self._end(roll_back=False)
+        if batch.done:  # this unit filled the batch, which committed at once: the units that
+            await asyncio.sleep(0)  # committed into it before wake a round later, and go on first
         await batch.wait()
 
     async def execute(self, statement: Executable, params: Params | None = None) -> Any:
