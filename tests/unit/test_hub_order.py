@@ -121,12 +121,9 @@ class _Gated:
         last = max((m.seq for m in self.stored), default=0)
         return Backlog(messages=[m for m in self.stored if m.seq > after][:limit], last_seq=last)
 
-    def answering(self, answers: bool) -> None:
-        """Whether storage answers at once (``answer()`` sets it too)."""
-        if answers:
-            self._answers.set()
-        else:
-            self._answers.clear()
+    def withhold(self) -> None:
+        """Storage answers again only at the next ``answer()``."""
+        self._answers.clear()
 
     async def _send(self, message: dict[str, Any]) -> None:
         frame = json.loads(message["text"])
@@ -228,7 +225,7 @@ async def test_a_catch_up_replays_what_it_heard_live_however_much_storage_holds_
         gated = _Gated([], resync_limit=5)
         gated.hub.subscribe(await gated.socket("u"), "c", after=None)
         await gated.answer()
-        gated.answering(False)
+        gated.withhold()
         gated.stored.extend(_message(seq) for seq in range(1, 31))  # all committed
         for seq in heard:  # 2 before 1: a gap, so storage is read, and the rest arrive meanwhile
             gated.hub.dispatch(MessageCreated(message=_message(seq)))
