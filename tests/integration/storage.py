@@ -19,10 +19,9 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convocore.adapters.sql import migrate
-from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
+from convocore.adapters.sql.storage import SqlStorage, open_storage
 from tests.conftest import POSTGRES_URL, require_service
 
 KINDS = ("memory", "sqlite", "postgres")
@@ -88,11 +87,11 @@ def _template(parts: SplitResult) -> str:
 
 
 async def _migrate(url: str) -> None:
-    engine = create_engine(url)
+    storage = open_storage(url)
     try:
-        await migrate.upgrade(engine)
+        await migrate.upgrade(storage)
     finally:
-        await engine.dispose()  # a template must have no connections when it is copied
+        await storage.dispose()  # a template must have no connections when it is copied
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -109,13 +108,11 @@ def _run(work: Any) -> None:
 
 
 @asynccontextmanager
-async def schema_engine(url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on ``url`` with the schema made; afterwards its SQLite link (if any) closed and
-    the engine disposed."""
-    engine = create_engine(url)
+async def schema_storage(url: str) -> AsyncIterator[SqlStorage]:
+    """Storage on ``url`` with the schema made (no migration history); disposed afterwards."""
+    storage = open_storage(url)
     try:
-        await create_schema(engine)
-        yield engine
+        await migrate.create_schema(storage)
+        yield storage
     finally:
-        SqlAlchemyUnitOfWorkFactory(engine=engine).close()
-        await engine.dispose()
+        await storage.dispose()

@@ -11,11 +11,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convocore.adapters.sql import migrate
+from convocore.adapters.sql.migrate import create_schema
+from convocore.adapters.sql.storage import SqlStorage, open_storage
 from convocore.adapters.sql.tables import POSTED_TRIGGER, metadata
-from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
 from convocore.domain.users import User
 from convocore.entrypoints.cli import main
 from tests.integration.server import ServerProcess, convocore_command
@@ -31,15 +31,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
+async def storage(database_url: str) -> AsyncIterator[SqlStorage]:
+    storage = open_storage(database_url)
+    yield storage
+    await storage.dispose()
 
 
-async def _sync(engine: AsyncEngine, work: Any) -> Any:
-    async with engine.connect() as connection:
-        return await connection.run_sync(work)
+async def _sync(storage: SqlStorage, work: Any) -> Any:
+    return await storage.run_sync(work)
 
 
 def _tables(connection: Connection) -> set[str]:
@@ -68,9 +67,8 @@ def _functions(connection: Connection) -> set[str]:
     return set(found.scalars())
 
 
-async def _store_a_user(engine: AsyncEngine, username: str) -> None:
-    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)()
-    async with uow:
+async def _store_a_user(storage: SqlStorage, username: str) -> None:
+    async with storage() as uow:
         now = datetime.now(UTC)
         await uow.users.add(
             User(id=f"id-{username}", username=username, display_name=username, password_hash="x", created_at=now)
@@ -78,94 +76,91 @@ async def _store_a_user(engine: AsyncEngine, username: str) -> None:
         await uow.commit()
 
 
-async def _username(engine: AsyncEngine, username: str) -> str | None:
-    async with SqlAlchemyUnitOfWorkFactory(engine=engine)() as uow:
+async def _username(storage: SqlStorage, username: str) -> str | None:
+    async with storage() as uow:
         found = await uow.users.get_by_username(username)
     return found.username if found else None
 
 
-async def test_an_empty_database_is_upgraded_to_head_and_works(engine: AsyncEngine) -> None:
-    assert await migrate.current(engine) is None
-    await migrate.upgrade(engine)
-    assert await migrate.current(engine) == migrate.head()
-    assert await _sync(engine, _tables) == TABLES | {"alembic_version"}
-    await _store_a_user(engine, "alice")
-    assert await _username(engine, "ALICE") == "alice"
+async def test_an_empty_database_is_upgraded_to_head_and_works(storage: SqlStorage) -> None:
+    assert await migrate.current(storage) is None
+    await migrate.upgrade(storage)
+    assert await migrate.current(storage) == migrate.head()
+    assert await _sync(storage, _tables) == TABLES | {"alembic_version"}
+    await _store_a_user(storage, "alice")
+    assert await _username(storage, "ALICE") == "alice"
 
 
-async def test_the_models_match_the_migrations(engine: AsyncEngine) -> None:
-    await migrate.upgrade(engine)
-    assert await _sync(engine, _differences) == []
-    assert await _sync(engine, _triggers) == {POSTED_TRIGGER}  # which compare_metadata does not see
+async def test_the_models_match_the_migrations(storage: SqlStorage) -> None:
+    await migrate.upgrade(storage)
+    assert await _sync(storage, _differences) == []
+    assert await _sync(storage, _triggers) == {POSTED_TRIGGER}  # which compare_metadata does not see
 
 
-async def test_revision_0002_adds_the_posted_trigger_and_takes_it_away(engine: AsyncEngine) -> None:
-    await migrate.upgrade(engine, "0001")
-    assert await _sync(engine, _triggers) == set()
-    await migrate.upgrade(engine)
-    assert await _sync(engine, _triggers) == {POSTED_TRIGGER}
-    expected_functions = {POSTED_TRIGGER} if engine.dialect.name == "postgresql" else set()
-    assert await _sync(engine, _functions) == expected_functions
-    await migrate.downgrade(engine, "0001")
-    assert await _sync(engine, _triggers) == set()
-    assert await _sync(engine, _functions) == set()  # PostgreSQL's trigger function goes with it
+async def test_revision_0002_adds_the_posted_trigger_and_takes_it_away(storage: SqlStorage) -> None:
+    await migrate.upgrade(storage, "0001")
+    assert await _sync(storage, _triggers) == set()
+    await migrate.upgrade(storage)
+    assert await _sync(storage, _triggers) == {POSTED_TRIGGER}
+    expected_functions = {POSTED_TRIGGER} if storage.dialect_name == "postgresql" else set()
+    assert await _sync(storage, _functions) == expected_functions
+    await migrate.downgrade(storage, "0001")
+    assert await _sync(storage, _triggers) == set()
+    assert await _sync(storage, _functions) == set()  # PostgreSQL's trigger function goes with it
 
 
 async def test_strings_compare_bytewise_on_postgresql_as_the_models_say(postgres_database: str) -> None:
-    engine = create_engine(postgres_database)  # alembic's comparison does not look at collations
+    storage = open_storage(postgres_database)  # alembic's comparison does not look at collations
+    query = text(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND collation_name = 'C'"
+    )
     try:
-        await migrate.upgrade(engine)
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                text(
-                    "SELECT table_name, column_name FROM information_schema.columns "
-                    "WHERE table_schema = 'public' AND collation_name = 'C'"
-                )
-            )
-            bytewise = {(row.table_name, row.column_name) for row in rows}
+        await migrate.upgrade(storage)
+        rows = await storage.run_sync(lambda connection: list(connection.execute(query)))
+        bytewise = {(row.table_name, row.column_name) for row in rows}
         declared = {
             (table.name, column.name)
             for table in metadata.tables.values()
             for column in table.columns
-            if 'COLLATE "C"' in str(column.type.compile(dialect=engine.dialect))
+            if 'COLLATE "C"' in str(column.type.compile(dialect=storage.engine.dialect))
         }
         assert declared and bytewise == declared
     finally:
-        await engine.dispose()
+        await storage.dispose()
 
 
-async def test_downgrade_to_base_and_up_again(engine: AsyncEngine) -> None:
-    await migrate.upgrade(engine)
-    await _store_a_user(engine, "gone")
-    await migrate.downgrade(engine, "base")
-    assert await migrate.current(engine) is None
-    assert await _sync(engine, _tables) <= {"alembic_version"}
-    await migrate.upgrade(engine)
-    assert await migrate.current(engine) == migrate.head()
-    assert await _sync(engine, _differences) == []
-    assert await _username(engine, "gone") is None
-    await _store_a_user(engine, "gone")  # the unique constraints are back and clash with nothing
+async def test_downgrade_to_base_and_up_again(storage: SqlStorage) -> None:
+    await migrate.upgrade(storage)
+    await _store_a_user(storage, "gone")
+    await migrate.downgrade(storage, "base")
+    assert await migrate.current(storage) is None
+    assert await _sync(storage, _tables) <= {"alembic_version"}
+    await migrate.upgrade(storage)
+    assert await migrate.current(storage) == migrate.head()
+    assert await _sync(storage, _differences) == []
+    assert await _username(storage, "gone") is None
+    await _store_a_user(storage, "gone")  # the unique constraints are back and clash with nothing
 
 
-async def test_a_database_made_by_create_all_is_adopted_with_its_data(engine: AsyncEngine) -> None:
-    await create_schema(engine)  # how every start made the schema before migrations
-    await _store_a_user(engine, "veteran")
+async def test_a_database_made_by_create_all_is_adopted_with_its_data(storage: SqlStorage) -> None:
+    await create_schema(storage)  # how every start made the schema before migrations
+    await _store_a_user(storage, "veteran")
     with pytest.raises(migrate.SchemaError, match="convocore migrate"):
-        await migrate.ensure_current(engine)
-    await migrate.upgrade(engine)
-    assert await migrate.current(engine) == migrate.head()
-    assert await _username(engine, "veteran") == "veteran"
-    assert await _sync(engine, _differences) == []
-    assert await _sync(engine, _triggers) == {POSTED_TRIGGER}  # create_all made it; 0002 found it there
-    await migrate.ensure_current(engine)
+        await migrate.ensure_current(storage)
+    await migrate.upgrade(storage)
+    assert await migrate.current(storage) == migrate.head()
+    assert await _username(storage, "veteran") == "veteran"
+    assert await _sync(storage, _differences) == []
+    assert await _sync(storage, _triggers) == {POSTED_TRIGGER}  # create_all made it; 0002 found it there
+    await migrate.ensure_current(storage)
 
 
-async def test_a_partial_schema_without_history_is_refused(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.tables["users"].create)
+async def test_a_partial_schema_without_history_is_refused(storage: SqlStorage) -> None:
+    await storage.run_sync(metadata.tables["users"].create)
     with pytest.raises(migrate.SchemaError, match="users"):
-        await migrate.upgrade(engine)
-    assert await migrate.current(engine) is None
+        await migrate.upgrade(storage)
+    assert await migrate.current(storage) is None
 
 
 def test_processes_migrating_at_once_take_turns(postgres_database: str, tmp_path: Path) -> None:
@@ -206,8 +201,8 @@ async def test_serve_refuses_an_unmigrated_postgresql_and_migrates_when_asked(
     )
     server.start()
     try:
-        engine = create_engine(postgres_database)
-        assert await migrate.current(engine) == migrate.head()
-        await engine.dispose()
+        storage = open_storage(postgres_database)
+        assert await migrate.current(storage) == migrate.head()
+        await storage.dispose()
     finally:
         server.stop()

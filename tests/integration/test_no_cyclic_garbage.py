@@ -4,7 +4,7 @@ freed by reference counting the moment the use case is done with them.
 When a unit of work handed its repositories one of its own bound methods, each post left a
 reference cycle of about a dozen objects (unit, five repositories, the method, the rows they
 kept). Under load that was nearly all the collector found, and the full collections it brought
-on stopped the event loop for up to 0.3 s (docs/performance.md, lever 31). Checked with the
+on stopped the event loop for up to 0.3 s. Checked with the
 collector off, on every storage a server or an embedding app can run on."""
 
 import gc
@@ -17,14 +17,13 @@ import pytest
 
 from convocore.adapters.argon2_hasher import Argon2PasswordHasher
 from convocore.adapters.memory import InProcessBroadcaster, MemoryUnitOfWorkFactory
-from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from convocore.adapters.system import SystemClock, UuidGenerator
 from convocore.application.accounts import RegisterUser
 from convocore.application.conversations import StartConversation
 from convocore.application.messages import ListMessages, PostMessage
 from convocore.application.ports import UnitOfWorkFactory
 from convocore.domain.conversations import Kind
-from tests.integration.storage import schema_engine
+from tests.integration.storage import schema_storage
 
 
 class _Watched:
@@ -46,8 +45,8 @@ async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield MemoryUnitOfWorkFactory()
         return
     url = f"sqlite:///{tmp_path / 'posts.db'}" if request.param == "sqlite-file" else "sqlite://"
-    async with schema_engine(url) as engine:
-        yield SqlAlchemyUnitOfWorkFactory(engine=engine)
+    async with schema_storage(url) as storage:
+        yield storage
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """PostgreSQL's pooled connections are pinged at checkout only after sitting idle
-(``unit_of_work.ping_after_idle``): one used a moment ago is handed out as it is, one idle
+(``engine.ping_after_idle``): one used a moment ago is handed out as it is, one idle
 for longer is pinged and replaced if dead, and one that died unpinged fails a single unit with
 ``Unavailable`` before the pool recovers. (The server-level view: test_faults.py.)"""
 
@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convocore.adapters.sql import unit_of_work
-from convocore.adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory, create_engine, create_schema
+from convocore.adapters.sql.migrate import create_schema
+from convocore.adapters.sql.postgres import PostgresStorage
 from convocore.domain.errors import Unavailable
 from tests.integration.conftest import Backends
 
@@ -32,9 +32,8 @@ class Pings:
         dialect.do_ping = counted  # type: ignore[method-assign]
 
 
-def engine_pinging_after(monkeypatch: pytest.MonkeyPatch, url: str, idle_s: float) -> AsyncEngine:
-    monkeypatch.setattr(unit_of_work, "_PING_AFTER_IDLE_S", idle_s)
-    return create_engine(url)
+def storage_pinging_after(url: str, idle_s: float) -> PostgresStorage:
+    return PostgresStorage(url, ping_after_idle_s=idle_s)
 
 
 async def backend(engine: AsyncEngine) -> int:
@@ -43,7 +42,7 @@ async def backend(engine: AsyncEngine) -> int:
 
 
 async def test_a_connection_used_a_moment_ago_is_not_pinged(postgres_database: str) -> None:
-    engine = create_engine(postgres_database)  # the default: ping after a second idle
+    engine = PostgresStorage(postgres_database).engine  # the default: ping after a second idle
     pings = Pings(engine)
     try:
         first = await backend(engine)
@@ -54,10 +53,8 @@ async def test_a_connection_used_a_moment_ago_is_not_pinged(postgres_database: s
         await engine.dispose()
 
 
-async def test_an_idle_connection_is_pinged_at_checkout(
-    monkeypatch: pytest.MonkeyPatch, postgres_database: str
-) -> None:
-    engine = engine_pinging_after(monkeypatch, postgres_database, 0.05)
+async def test_an_idle_connection_is_pinged_at_checkout(postgres_database: str) -> None:
+    engine = storage_pinging_after(postgres_database, 0.05).engine
     pings = Pings(engine)
     try:
         first = await backend(engine)
@@ -72,9 +69,9 @@ async def test_an_idle_connection_is_pinged_at_checkout(
 
 
 async def test_an_idle_connection_that_died_is_replaced_at_checkout(
-    monkeypatch: pytest.MonkeyPatch, postgres_database: str, postgres_backends: Backends
+    postgres_database: str, postgres_backends: Backends
 ) -> None:
-    engine = engine_pinging_after(monkeypatch, postgres_database, 0.05)
+    engine = storage_pinging_after(postgres_database, 0.05).engine
     try:
         first = await backend(engine)
         await postgres_backends.terminate(first)
@@ -85,12 +82,12 @@ async def test_an_idle_connection_that_died_is_replaced_at_checkout(
 
 
 async def test_a_connection_that_died_unpinged_fails_one_unit_then_the_pool_recovers(
-    monkeypatch: pytest.MonkeyPatch, postgres_database: str, postgres_backends: Backends
+    postgres_database: str, postgres_backends: Backends
 ) -> None:
-    engine = engine_pinging_after(monkeypatch, postgres_database, 60)
-    uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
+    uow = storage_pinging_after(postgres_database, 60)
+    engine = uow.engine
     try:
-        await create_schema(engine)
+        await create_schema(uow)
         first = await backend(engine)
         await postgres_backends.terminate(first)
         with pytest.raises(Unavailable):

@@ -13,12 +13,8 @@ import pytest
 from sqlalchemy import make_url
 
 from convocore.adapters.memory import MemoryUnitOfWorkFactory
-from convocore.adapters.sql.unit_of_work import (
-    SqlAlchemyUnitOfWorkFactory,
-    create_engine,
-    create_schema,
-    drop_schema,
-)
+from convocore.adapters.sql.migrate import create_schema, drop_schema
+from convocore.adapters.sql.storage import open_storage
 from convocore.adapters.system import SystemClock, UuidGenerator
 from convocore.application.messages import PostMessage
 from convocore.application.ports import InboxCursor, TitleCursor, UnitOfWorkFactory
@@ -84,14 +80,14 @@ async def new_uow(backend: str) -> AsyncIterator[UnitOfWorkFactory]:
     if backend == "memory":
         yield MemoryUnitOfWorkFactory()
         return
-    engine = create_engine(backend)
-    await drop_schema(engine)  # every test starts from empty tables
-    await create_schema(engine)
+    storage = open_storage(backend)
+    await drop_schema(storage)  # every test starts from empty tables
+    await create_schema(storage)
     try:
-        yield SqlAlchemyUnitOfWorkFactory(engine=engine)
+        yield storage
     finally:
-        await drop_schema(engine)
-        await engine.dispose()
+        await drop_schema(storage)
+        await storage.dispose()
 
 
 # --- entities -------------------------------------------------------------------------------
@@ -653,59 +649,60 @@ async def test_concurrent_posts_get_every_seq_exactly_once(new_uow: UnitOfWorkFa
 # --- the SQL adapter's own duties -----------------------------------------------------------
 
 
-async def test_plain_urls_get_async_drivers_and_the_schema_can_be_created_twice(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+@pytest.mark.parametrize(
+    "url", ["sqlite:///{tmp}/plain.db", "sqlite+aiosqlite:///{tmp}/async.db", "sqlite+pysqlite:///{tmp}/py.db"]
+)
+async def test_every_sqlite_url_form_works_and_the_schema_can_be_created_twice(url: str, tmp_path: Path) -> None:
+    storage = open_storage(url.format(tmp=tmp_path))
     try:
-        assert engine.url.drivername == "sqlite+aiosqlite"
-        await create_schema(engine)
-        await create_schema(engine)
-        await store(SqlAlchemyUnitOfWorkFactory(engine=engine), ALICE)
-        async with SqlAlchemyUnitOfWorkFactory(engine=engine)() as uow:
+        await create_schema(storage)
+        await create_schema(storage)
+        await store(storage, ALICE)
+        async with storage() as uow:
             assert await uow.users.get(ALICE.id) == ALICE
     finally:
-        await engine.dispose()
-    assert create_engine("postgresql://u@localhost/db").url.drivername == "postgresql+asyncpg"
+        await storage.dispose()
+    assert open_storage("postgresql://u@localhost/db").dialect_name == "postgresql"
 
 
 async def test_an_in_memory_sqlite_database_outlives_each_unit_of_work() -> None:
-    engine = create_engine("sqlite+aiosqlite://")
+    storage = open_storage("sqlite+aiosqlite://")
     try:
-        await create_schema(engine)
-        new_uow = SqlAlchemyUnitOfWorkFactory(engine=engine)
-        await store(new_uow, ALICE)
-        async with new_uow() as uow:
+        await create_schema(storage)
+        await store(storage, ALICE)
+        async with storage() as uow:
             assert await uow.users.get(ALICE.id) == ALICE
     finally:
-        await engine.dispose()
+        await storage.dispose()
 
 
 async def test_an_unreachable_database_is_unavailable() -> None:
-    engine = create_engine("postgresql://postgres@127.0.0.1:1/none")
+    storage = open_storage("postgresql://postgres@127.0.0.1:1/none")
     try:
         with pytest.raises(Unavailable) as raised:
-            async with SqlAlchemyUnitOfWorkFactory(engine=engine)():
+            async with storage():
                 pass
     finally:
-        await engine.dispose()
+        await storage.dispose()
     assert raised.value.retry_after == 1
 
 
 async def test_a_locked_sqlite_database_is_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
-    engine = create_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=100)
+    storage = open_storage(f"sqlite:///{path}", sqlite_busy_timeout_ms=100)
     try:
-        await create_schema(engine)
+        await create_schema(storage)
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
         try:
             with pytest.raises(Unavailable):
-                async with SqlAlchemyUnitOfWorkFactory(engine=engine)() as uow:
+                async with storage() as uow:
                     await uow.users.add(ALICE)
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        async with SqlAlchemyUnitOfWorkFactory(engine=engine)() as uow:  # and once it is free, works
+        async with storage() as uow:  # and once it is free, works
             await uow.users.add(ALICE)
             await uow.commit()
     finally:
-        await engine.dispose()
+        await storage.dispose()

@@ -1,10 +1,11 @@
-"""The one place SQLAlchemy's exceptions become domain errors.
+"""The one place the drivers' and SQLAlchemy's exceptions become domain errors.
 
 A broken constraint is a ``Conflict`` named after what clashed; a busy, locked or unreachable
 database is ``Unavailable`` (the caller may retry). Anything else is a bug and propagates as is.
 """
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -22,44 +23,57 @@ _CONFLICTS: dict[str, tuple[str, str]] = {
     "pk_messages": ("seq must follow the last one", "seq"),
     "uq_messages_conversation_id_sender_id_client_id": ("that client_id was already used", "client_id"),
 }
-# SQLSTATE classes worth a retry: connection exception, transaction rollback (deadlock,
-# serialization failure), insufficient resources, operator intervention (shutdown).
-_TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")
+_TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")  # as postgres.py: worth a retry
 _PG_CONSTRAINT = re.compile(r'constraint "([^"]+)"')
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$", re.MULTILINE)
 
 
+def busy() -> Unavailable:
+    return Unavailable("the database is busy or unreachable; try again", retry_after=1)
+
+
+def raise_for_sqlite(error: sqlite3.Error) -> NoReturn:
+    """Raise what a ``sqlite3`` error means: a clash, a busy or broken database (from it), or a
+    bug (the error itself)."""
+    if isinstance(error, sqlite3.IntegrityError):
+        raise conflict(None, str(error)) from error
+    if isinstance(error, sqlite3.OperationalError):  # locked, busy, I/O, full disk, unreadable file
+        raise busy() from error
+    raise error
+
+
 @contextmanager
 def translate_errors(*, connecting: bool = False) -> Iterator[None]:
-    """``connecting``: any database error while getting a connection means the database cannot
-    serve us now (refusing connections, starting up, out of slots), whatever its SQLSTATE."""
+    """For work done through SQLAlchemy (connecting, the schema, migrations). ``connecting``:
+    any database error while getting a connection means the database cannot serve us now
+    (refusing connections, starting up, out of slots), whatever its SQLSTATE."""
     try:
         yield
     except Exception as error:
-        raise_translated(error, connecting=connecting)
+        domain = _from_sqlalchemy(error, connecting=connecting)
+        if domain is error:
+            raise
+        raise domain from error
 
 
-def raise_translated(error: Exception, *, connecting: bool = False) -> NoReturn:
-    """Raise the domain error ``error`` stands for (from it), or ``error`` itself. For code that
-    cannot afford a ``with translate_errors()`` block per statement (the SQLite unit of work runs
-    several per message): ``except Exception as e: raise_translated(e)``."""
-    domain = translated(error, connecting=connecting)
-    if domain is error:
-        raise error
-    raise domain from error
-
-
-def translated(error: Exception, *, connecting: bool = False) -> Exception:
-    """The domain error ``error`` stands for, or ``error`` itself (a bug: let it propagate)."""
+def _from_sqlalchemy(error: Exception, *, connecting: bool) -> Exception:
     if isinstance(error, exc.IntegrityError):
-        return _conflict(error)
-    if _transient(error) or (connecting and isinstance(error, exc.DBAPIError)):
-        return Unavailable("the database is busy or unreachable; try again", retry_after=1)
+        return conflict(None, str(error.orig))
+    if connecting and isinstance(error, exc.DBAPIError | OSError):
+        return busy()
+    if isinstance(error, exc.OperationalError | exc.TimeoutError | exc.DisconnectionError | OSError):
+        return busy()
+    if isinstance(error, exc.DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        if error.connection_invalidated or (isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES)):
+            return busy()
     return error
 
 
-def _conflict(error: exc.IntegrityError) -> Conflict:
-    detail, field = _CONFLICTS.get(_constraint_name(str(error.orig)) or "", ("that clashes with stored data", None))
+def conflict(constraint: str | None, message: str) -> Conflict:
+    """The clash a broken constraint stands for, by its name (or as the driver's message names it)."""
+    name = constraint or _constraint_name(message)
+    detail, field = _CONFLICTS.get(name or "", ("that clashes with stored data", None))
     return Conflict(detail, field=field)
 
 
@@ -75,13 +89,3 @@ def _constraint_name(message: str) -> str | None:
             if isinstance(constraint, PrimaryKeyConstraint | UniqueConstraint) and constraint.columns.keys() == columns:
                 return str(constraint.name)
     return None
-
-
-def _transient(error: Exception) -> bool:
-    # OSError covers refused connections and connect timeouts, which drivers raise unwrapped.
-    if isinstance(error, exc.OperationalError | exc.TimeoutError | exc.DisconnectionError | OSError):
-        return True
-    if isinstance(error, exc.DBAPIError):
-        sqlstate = getattr(error.orig, "sqlstate", None)
-        return error.connection_invalidated or (isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES))
-    return False

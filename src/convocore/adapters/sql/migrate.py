@@ -8,6 +8,8 @@ Alembic keeps the running migration's context in module globals.
 """
 
 import asyncio
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
 from alembic import command
@@ -15,7 +17,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from convocore.adapters.sql.tables import metadata
 
 SCRIPTS = "convocore.adapters.sql:migrations"
 # The schema that create_all made before there were migrations is exactly this revision.
@@ -25,8 +28,18 @@ _LOCK_KEY = 0x636F6E766F  # any constant; "convo"
 _turns: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
 
 
+T = TypeVar("T")
+
+
 class SchemaError(RuntimeError):
     """The database's schema is not one this version can use as it is."""
+
+
+class Database(Protocol):
+    """What schema work needs of a storage (``SqliteStorage``, ``PostgresStorage``)."""
+
+    async def run_sync(self, work: Callable[[Connection], T]) -> T:
+        """``work`` on one of the database's connections, in one transaction."""
 
 
 def alembic_config(*, url: str | None = None, connection: Connection | None = None) -> Config:
@@ -45,26 +58,34 @@ def head() -> str:
     return found
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
+async def upgrade(database: Database, revision: str = "head") -> str | None:
     """Bring the schema up to ``revision``; returns the revision it was at (None: empty). A
     database made by create_all before migrations existed is adopted as the baseline first."""
-    async with _this_process_turn(), engine.begin() as connection:
-        return await connection.run_sync(_upgrade, revision)
+    async with _this_process_turn():
+        return await database.run_sync(lambda connection: _upgrade(connection, revision))
 
 
-async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
-    async with _this_process_turn(), engine.begin() as connection:
-        await connection.run_sync(_downgrade, revision)
+async def downgrade(database: Database, revision: str = "base") -> None:
+    async with _this_process_turn():
+        await database.run_sync(lambda connection: _downgrade(connection, revision))
 
 
-async def current(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as connection:
-        return await connection.run_sync(_current)
+async def current(database: Database) -> str | None:
+    return await database.run_sync(_current)
 
 
-async def ensure_current(engine: AsyncEngine) -> None:
+async def create_schema(database: Database) -> None:
+    """Create whatever tables, indexes and triggers are missing, without migration history (tests)."""
+    await database.run_sync(metadata.create_all)
+
+
+async def drop_schema(database: Database) -> None:
+    await database.run_sync(metadata.drop_all)
+
+
+async def ensure_current(database: Database) -> None:
     """Raise ``SchemaError`` unless the schema is exactly at head."""
-    found, wanted = await current(engine), head()
+    found, wanted = await current(database), head()
     if found != wanted:
         state = f"at revision {found}" if found else "not migrated (no alembic_version table)"
         raise SchemaError(

@@ -1,9 +1,9 @@
 """Explicit mapping between table rows and domain entities, both ways."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Column, RowMapping, Table
+from sqlalchemy import Column, Table
 
 from convocore.adapters.sql import tables
 from convocore.domain.conversations import Conversation, Kind, Member, Role
@@ -11,13 +11,13 @@ from convocore.domain.messages import Message
 from convocore.domain.users import AuthSession, User
 
 Values = dict[str, Any]
+Row = Mapping[Any, Any]  # read by column name or by ``Column`` (statements.Row)
 # Stored text to enum member by a dict lookup: calling the enum (``Role(text)``) runs
 # ``EnumType.__call__`` in Python, ~25x the lookup, and a post reads a kind and a role. Anything
 # else goes through the call, which raises as before.
 _KINDS: dict[Any, Kind] = {kind.value: kind for kind in Kind}
 _ROLES: dict[Any, Role] = {role.value: role for role in Role}
-# And back: an enum member's ``value`` is an ``enum.property``, a descriptor written in Python,
-# and a save writes a kind and a role (lever 48).
+# And back: an enum member's ``value`` is an ``enum.property``, a descriptor written in Python.
 _KIND_TEXT: dict[Kind, str] = {kind: kind.value for kind in Kind}
 _ROLE_TEXT: dict[Role, str] = {role: role.value for role in Role}
 
@@ -46,7 +46,7 @@ _CONVERSATIONS, _MEMBERS = _Columns(tables.conversations), _Columns(tables.membe
 _MESSAGES = _Columns(tables.messages)
 
 
-def user_from_row(row: RowMapping) -> User:
+def user_from_row(row: Row) -> User:
     c = _USERS
     return User(
         id=row[c.id],
@@ -68,7 +68,7 @@ def user_values(user: User) -> Values:
     }
 
 
-def session_from_row(row: RowMapping) -> AuthSession:
+def session_from_row(row: Row) -> AuthSession:
     c = _SESSIONS
     return AuthSession(
         id=row[c.id],
@@ -95,7 +95,7 @@ def session_values(session: AuthSession) -> Values:
     }
 
 
-def conversation_from_row(row: RowMapping) -> Conversation:
+def conversation_from_row(row: Row) -> Conversation:
     c = _CONVERSATIONS
     return Conversation(
         id=row[c.id],
@@ -126,7 +126,7 @@ def conversation_values(conversation: Conversation) -> Values:
     }
 
 
-def member_from_row(row: RowMapping) -> Member:
+def member_from_row(row: Row) -> Member:
     c = _MEMBERS
     return Member(
         conversation_id=row[c.conversation_id],
@@ -147,7 +147,7 @@ def member_values(member: Member) -> Values:
     }
 
 
-def message_from_row(row: RowMapping) -> Message:
+def message_from_row(row: Row) -> Message:
     c = _MESSAGES
     return Message(
         id=row[c.id],

@@ -77,10 +77,9 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
-    # On SQLite each value went through two layers, this type's method and then the dialect's
-    # DATETIME text conversion (a format with a dict of seven fields, or a parse), several
-    # Python calls a value; a post binds and reads six. These do both steps at once, to the same
-    # text and back (tests/unit/test_utc_datetime.py holds them to SQLAlchemy's own).
+    # On SQLite a value went through this type's method and then the dialect's DATETIME text
+    # conversion, several Python calls each; a post binds and reads six. These do both steps at
+    # once, to the same text and back (tests/unit/test_utc_datetime.py holds them to SQLAlchemy's).
 
     def bind_processor(self, dialect: Dialect) -> "_Processor | None":
         return _sqlite_bind if dialect.name == "sqlite" else super().bind_processor(dialect)
@@ -113,9 +112,8 @@ def _sqlite_bind(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; pass an aware one")
     if value.tzinfo is UTC:
-        # msgspec writes "YYYY-MM-DDTHH:MM:SS.ffffffZ" (quoted) in C, where isoformat builds the
-        # same digits through a %-format and then the "+00:00" offset: a sixth of the cost
-        # (docs/performance.md, lever 46). It leaves the fraction out when it is zero.
+        # msgspec writes "YYYY-MM-DDTHH:MM:SS.ffffffZ" (quoted) in C, a sixth of isoformat's
+        # cost; it leaves the fraction out when it is zero.
         encoded = _encode(value)
         if len(encoded) == _ENCODED_LENGTH:
             text = encoded[1:27].decode().replace("T", " ")
@@ -214,13 +212,11 @@ messages = Table(
     UniqueConstraint("conversation_id", "sender_id", "client_id"),
 )
 
-# Storing a message newer than its conversation's last makes it the last (seq and activity
-# time) and sets its sender's read marker to it, as messages.post does in memory. Done inside the
-# INSERT, a post runs neither row's UPDATE (SqlAlchemyMessageRepository.add): on SQLite each cost
-# a statement through Python and the sqlite3 module, ~14% of a socket message's instructions for
-# the two, and on PostgreSQL each is a round trip (docs/performance.md, lever 50). Only forward: a
-# message older than the conversation's last (an import) changes neither row. The same rule in
-# each dialect's spelling; migration 0002 adds it to an existing database.
+# A post's bookkeeping: storing a message newer than its conversation's last makes it the last
+# (seq and activity time) and sets its sender's read marker to it, as messages.post does in
+# memory, inside the INSERT (the SQL repositories run no UPDATE for it). Only forward: a message
+# older than the conversation's last (an import) changes neither row. The same rule in each
+# dialect's spelling; migration 0002 adds it to an existing database.
 POSTED_TRIGGER = "messages_posted"
 POSTED_TRIGGER_SQLITE = f"""CREATE TRIGGER IF NOT EXISTS {POSTED_TRIGGER} AFTER INSERT ON messages
 WHEN NEW.seq > (SELECT last_seq FROM conversations WHERE id = NEW.conversation_id)

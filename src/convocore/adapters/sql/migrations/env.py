@@ -6,8 +6,8 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
+from convocore.adapters.sql.storage import open_storage
 from convocore.adapters.sql.tables import metadata
-from convocore.adapters.sql.unit_of_work import create_engine
 
 
 def run_migrations(connection: Connection) -> None:
@@ -23,12 +23,11 @@ def run_migrations(connection: Connection) -> None:
 
 
 async def run_on_own_engine(url: str) -> None:
-    engine = create_engine(url)
+    storage = open_storage(url)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(run_migrations)
+        await storage.run_sync(run_migrations)
     finally:
-        await engine.dispose()
+        await storage.dispose()
 
 
 if context.is_offline_mode():
