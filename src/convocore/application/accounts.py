@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from convocore.application.ports import (
-    Broadcaster,
     Clock,
     IdGenerator,
     PasswordHasher,
+    Publisher,
     TokenGenerator,
     UnitOfWorkFactory,
 )
@@ -233,7 +233,7 @@ class Authenticate:
 
 class LogOut:
     def __init__(
-        self, *, uow: UnitOfWorkFactory, clock: Clock, broadcaster: Broadcaster, cache: PrincipalCache | None = None
+        self, *, uow: UnitOfWorkFactory, clock: Clock, broadcaster: Publisher, cache: PrincipalCache | None = None
     ) -> None:
         self._uow, self._clock, self._broadcaster, self._cache = uow, clock, broadcaster, cache
 

@@ -4,11 +4,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from convocore.application.ports import (
-    Broadcaster,
     Clock,
     IdGenerator,
     InboxCursor,
     InboxEntry,
+    Publisher,
     TitleCursor,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -69,13 +69,13 @@ def check_limit(limit: int) -> None:
         raise Invalid(f"1 to {PAGE_MAX}", field="limit")
 
 
-async def _publish(broadcaster: Broadcaster, events: Sequence[Event]) -> None:
+async def _publish(broadcaster: Publisher, events: Sequence[Event]) -> None:
     for event in events:
         await broadcaster.publish(event)
 
 
 class StartConversation:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, ids: IdGenerator, clock: Clock) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher, ids: IdGenerator, clock: Clock) -> None:
         self._uow, self._broadcaster, self._ids, self._clock = uow, broadcaster, ids, clock
 
     async def execute(
@@ -182,7 +182,7 @@ class GetConversation:
 
 
 class UpdateConversation:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher) -> None:
         self._uow, self._broadcaster = uow, broadcaster
 
     async def execute(
@@ -208,7 +208,7 @@ class UpdateConversation:
 
 
 class AddMember:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, clock: Clock) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher, clock: Clock) -> None:
         self._uow, self._broadcaster, self._clock = uow, broadcaster, clock
 
     async def execute(
@@ -235,7 +235,7 @@ class AddMember:
 
 
 class JoinConversation:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, clock: Clock) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher, clock: Clock) -> None:
         self._uow, self._broadcaster, self._clock = uow, broadcaster, clock
 
     async def execute(self, *, user_id: str, conversation_id: str) -> tuple[Member, bool]:
@@ -259,7 +259,7 @@ class RemoveMember:
     """An owner or admin removes someone, or a member leaves. An owner who leaves hands the
     group to the longest-serving admin, or failing that the longest-serving member."""
 
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher) -> None:
         self._uow, self._broadcaster = uow, broadcaster
 
     async def execute(self, *, user_id: str, conversation_id: str, target_user_id: str) -> None:
@@ -285,7 +285,7 @@ class RemoveMember:
 
 
 class ChangeRole:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher) -> None:
         self._uow, self._broadcaster = uow, broadcaster
 
     async def execute(self, *, user_id: str, conversation_id: str, target_user_id: str, role: Role) -> Member:
@@ -330,7 +330,7 @@ class DiscoverPublic:
 
 
 class MarkRead:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher) -> None:
         self._uow, self._broadcaster = uow, broadcaster
 
     async def execute(self, *, user_id: str, conversation_id: str, seq: int) -> tuple[Member, int]:

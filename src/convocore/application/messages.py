@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass
 
 from convocore.application.conversations import load_for_member
-from convocore.application.ports import Broadcaster, Clock, IdGenerator, RateLimiter, UnitOfWorkFactory
+from convocore.application.ports import Clock, IdGenerator, Publisher, RateLimiter, UnitOfWorkFactory
 from convocore.domain import messages
 from convocore.domain.errors import Invalid, NotFound, RateLimited
 from convocore.domain.events import MessageCreated, MessageDeleted, MessageUpdated
@@ -49,7 +49,7 @@ class PostMessage:
         self,
         *,
         uow: UnitOfWorkFactory,
-        broadcaster: Broadcaster,
+        broadcaster: Publisher,
         ids: IdGenerator,
         clock: Clock,
         limiter: RateLimiter | None = None,
@@ -135,7 +135,7 @@ class ListMessages:
 
 
 class EditMessage:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, clock: Clock) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher, clock: Clock) -> None:
         self._uow, self._broadcaster, self._clock = uow, broadcaster, clock
 
     async def execute(self, *, user_id: str, conversation_id: str, seq: int, body: str) -> Message:
@@ -152,7 +152,7 @@ class EditMessage:
 
 
 class DeleteMessage:
-    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Broadcaster, clock: Clock) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, broadcaster: Publisher, clock: Clock) -> None:
         self._uow, self._broadcaster, self._clock = uow, broadcaster, clock
 
     async def execute(self, *, user_id: str, conversation_id: str, seq: int) -> Message:

@@ -1,8 +1,9 @@
 """Every port the core needs, as structural Protocols. Adapters conform without inheriting."""
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -122,6 +123,13 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
 
 
+class Service(Protocol):
+    """An adapter with a lifetime: started before the app serves, stopped after."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 class Probe(Protocol):
     """A service we depend on (the database, Redis), asked whether it answers right now."""
 
@@ -129,10 +137,76 @@ class Probe(Protocol):
         """Returns once it answers; raises ``Unavailable`` when it does not."""
 
 
-class Broadcaster(Protocol):
-    """Live delivery of committed events to every process's subscribers."""
+class Storage(UnitOfWorkFactory, Service, Probe, Protocol):
+    """Memory or a SQL database: units of work, a lifetime and a health check."""
+
+    def time_statements(self, observe: Callable[[float], None]) -> None:
+        """Tell ``observe`` how long each statement takes, in seconds (nothing for memory)."""
+
+
+class Publisher(Protocol):
+    """Where use cases hand committed events, for live delivery."""
 
     async def publish(self, event: Event) -> None: ...
+
+
+class Broadcaster(Publisher, Service, Probe, Protocol):
+    """Live delivery of committed events to every process's sockets: in-process, or through
+    Redis across processes. Everything the app needs of it, whichever it is."""
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Hear every event: this process's as published, other processes' as they arrive."""
+
+    def on_gap(self, callback: Callable[[], None]) -> None:
+        """Be told when events may have been missed (the feed came back after an outage)."""
+
+    def follow(self, interest: str) -> Awaitable[None]:
+        """Hear of ``interest`` (see ``realtime.interests``) from now on; done once events flow."""
+
+    def unfollow(self, interest: str) -> None: ...
+
+
+class Ending(Enum):
+    """Why the server ends a live stream; the value is what the client is told."""
+
+    EXPIRED = "the access token expired; reconnect with a fresh one and resume"
+    LOGGED_OUT = "logged out"
+    NOT_A_MEMBER = "no longer a member"
+    TOO_SLOW = "send queue overflowed; reconnect and resume"
+    GOING_AWAY = "server shutting down"
+
+
+class Outlet(Protocol):
+    """A socket's sending side. A frame is an encoded event, which the core passes on unread."""
+
+    def send(self, frame: str) -> Awaitable[None] | None:
+        """Write ``frame``: None once it is written (or taken to be), else an awaitable that
+        finishes writing it once the socket takes more. A client already gone is not an error."""
+
+    async def close(self, ending: Ending) -> None:
+        """Write what was taken, then end the socket saying why."""
+
+
+class Frames(Protocol):
+    """How the sockets spell what the real-time engine sends (the entrypoint's wire format)."""
+
+    def event(self, event: Event) -> str:
+        """The frame for ``event``; empty for events only the server acts on."""
+
+    def resync(self, conversation_id: str, last_seq: int) -> str:
+        """Too much was missed to replay: the client refetches history, live goes on after ``last_seq``."""
+
+
+class StreamObserver(Protocol):
+    """What the real-time engine reports as it works (the metrics). Called inline: cheap."""
+
+    deliveries: int  # frames offered to sockets, added to per delivery (a method call there cost more)
+
+    def socket_opened(self) -> None: ...
+    def socket_closed(self) -> None: ...
+    def dropped(self) -> None: ...  # a stream ended because its send queue overflowed
+    def resumed(self) -> None: ...  # a stream picked up from a client's last seq
+    def resynced(self) -> None: ...  # a gap too large to replay: the client was told to resync
 
 
 class PresenceStore(Protocol):

@@ -1,10 +1,10 @@
-"""Use cases behind the live sockets: what to subscribe to, catching up, typing, presence."""
+"""Use cases behind the live sockets: opening a stream, catching up, typing, presence."""
 
 from dataclasses import dataclass
 
 from convocore.application.conversations import load_for_member
 from convocore.application.messages import Budget, spend
-from convocore.application.ports import Broadcaster, Clock, PresenceStore, RateLimiter, UnitOfWorkFactory
+from convocore.application.ports import Clock, PresenceStore, Publisher, RateLimiter, UnitOfWorkFactory
 from convocore.domain.errors import NotFound
 from convocore.domain.events import PresenceChanged, UserTyping
 from convocore.domain.messages import Message
@@ -64,7 +64,7 @@ TYPING_BUDGET = Budget(limit=5, window_s=5)
 class SignalTyping:
     """Typing notices are ephemeral and budgeted per user."""
 
-    def __init__(self, *, broadcaster: Broadcaster, limiter: RateLimiter, budget: Budget = TYPING_BUDGET) -> None:
+    def __init__(self, *, broadcaster: Publisher, limiter: RateLimiter, budget: Budget = TYPING_BUDGET) -> None:
         self._broadcaster, self._limiter, self._budget = broadcaster, limiter, budget
 
     async def execute(self, *, user_id: str, conversation_id: str) -> None:
@@ -75,7 +75,7 @@ class SignalTyping:
 class TrackPresence:
     """Announce a person online on their first socket anywhere and offline after their last."""
 
-    def __init__(self, *, uow: UnitOfWorkFactory, presence: PresenceStore, broadcaster: Broadcaster) -> None:
+    def __init__(self, *, uow: UnitOfWorkFactory, presence: PresenceStore, broadcaster: Publisher) -> None:
         self._uow, self._presence, self._broadcaster = uow, presence, broadcaster
 
     async def connected(self, *, user_id: str) -> None:

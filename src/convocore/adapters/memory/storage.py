@@ -1,4 +1,4 @@
-"""In-memory storage and broadcaster: production code for the embedded mode and for tests.
+"""In-memory storage: production code for the embedded mode and for tests.
 
 Transactions are real: a unit of work holds the store's lock for its whole block (so it is
 serialisable) and keeps an undo log, replayed backwards unless ``commit()`` was called.
@@ -8,8 +8,6 @@ Entities go in and come out as copies, so nothing changes behind the store's bac
 import asyncio
 import bisect
 import copy
-import time
-from collections import deque
 from collections.abc import Callable, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -26,7 +24,6 @@ from convocore.application.ports import (
 )
 from convocore.domain.conversations import Conversation, Member
 from convocore.domain.errors import Conflict
-from convocore.domain.events import Event
 from convocore.domain.messages import Message
 from convocore.domain.users import AuthSession, User, normalize_username
 
@@ -324,68 +321,14 @@ class MemoryUnitOfWorkFactory:
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
 
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
     async def ping(self) -> None:
         return None  # memory always answers
 
-
-class MemoryPresenceStore:
-    """Presence for one process: its own sockets are all there is."""
-
-    def __init__(self) -> None:
-        self._sockets: dict[str, int] = {}
-
-    async def connected(self, user_id: str) -> bool:
-        self._sockets[user_id] = self._sockets.get(user_id, 0) + 1
-        return self._sockets[user_id] == 1
-
-    async def disconnected(self, user_id: str) -> bool:
-        left = self._sockets.get(user_id, 0) - 1
-        if left > 0:
-            self._sockets[user_id] = left
-            return False
-        return self._sockets.pop(user_id, None) is not None
-
-    async def expired(self) -> list[str]:
-        return []  # a process cannot outlive itself
-
-    async def online(self, user_ids: Sequence[str]) -> set[str]:
-        return {uid for uid in user_ids if uid in self._sockets}
-
-
-class MemoryRateLimiter:
-    """Sliding-window budgets for one process."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, deque[float]] = {}
-
-    async def hit(self, key: str, *, limit: int, window_s: float) -> float | None:
-        now = time.monotonic()
-        recent = self._events.setdefault(key, deque())
-        while recent and now - recent[0] >= window_s:
-            recent.popleft()
-        if len(recent) >= limit:
-            return window_s - (now - recent[0])
-        recent.append(now)
-        if len(self._events) > 100_000:  # forget idle keys so the map stays small
-            self._events = {k: q for k, q in self._events.items() if q and now - q[-1] < window_s}
-        return None
-
-
-Listener = Callable[[Event], None]
-
-
-class InProcessBroadcaster:
-    """Hands each event straight to this process's listeners (the socket hub)."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        self._listeners.remove(listener)
-
-    async def publish(self, event: Event) -> None:
-        for listener in self._listeners:
-            listener(event)
+    def time_statements(self, observe: Callable[[float], None]) -> None:
+        return None  # no statements
