@@ -1,5 +1,5 @@
 """An async client for Convocore's REST API and user socket, typed with the server's own wire
-Structs (`convocore.entrypoints.schemas` and `convocore.entrypoints.frames`)::
+Structs (`convocore.wire.schemas` and `convocore.wire.frames`)::
 
     async with ConvocoreClient("http://127.0.0.1:8000") as c:
         await c.register("alice", "correct horse")
@@ -22,7 +22,7 @@ from typing import Self
 
 from convocore.client.live import ConnectionLost, Frame, LiveStream
 from convocore.client.rest import ApiError, Problem, RestClient, SessionEnded
-from convocore.entrypoints import frames, schemas
+from convocore.wire import frames, schemas
 
 __all__ = [
     "ApiError",

@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from convocore.client.rest import ApiError, RestClient, SessionEnded
-from convocore.entrypoints import frames as f
+from convocore.wire import frames as f
 
 log = logging.getLogger("convocore.client")
 

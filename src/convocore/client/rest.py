@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 import msgspec
 
-from convocore.entrypoints import schemas as s
+from convocore.wire import schemas as s
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ import msgspec
 from litestar import get
 
 from convocore import __version__
-from convocore.entrypoints import frames as f
-from convocore.entrypoints import hub
+from convocore.entrypoints import sockets
 from convocore.entrypoints.settings import Settings
+from convocore.wire import frames as f
 
 SCHEMA_REF = "#/components/schemas/{name}"
 
@@ -48,15 +48,19 @@ _SINCE = {
 def _close_codes(*, chat: bool) -> str:
     d = Settings()
     codes = [
-        (hub.CLOSE_BAD_REQUEST, "at connect: `since` is not a whole number", chat),
+        (sockets.CLOSE_BAD_REQUEST, "at connect: `since` is not a whole number", chat),
         (
-            hub.CLOSE_UNAUTHENTICATED,
+            sockets.CLOSE_UNAUTHENTICATED,
             "token missing, unknown, expired or revoked (at connect or later), or logout",
             True,
         ),
-        (hub.CLOSE_FORBIDDEN, "not a member (at connect), or no longer a member (after member.left)", chat),
-        (hub.CLOSE_TOO_SLOW, f"send queue (default {d.ws_send_queue} frames) overflowed: reconnect and resume", True),
-        (hub.CLOSE_GOING_AWAY, "the server is shutting down: reconnect and resume", True),
+        (sockets.CLOSE_FORBIDDEN, "not a member (at connect), or no longer a member (after member.left)", chat),
+        (
+            sockets.CLOSE_TOO_SLOW,
+            f"send queue (default {d.ws_send_queue} frames) overflowed: reconnect and resume",
+            True,
+        ),
+        (sockets.CLOSE_GOING_AWAY, "the server is shutting down: reconnect and resume", True),
     ]
     rows = "\n".join(f"- `{code}`: {why}" for code, why, applies in codes if applies)
     return (

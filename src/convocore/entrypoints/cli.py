@@ -63,13 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    # First, before anything imports sqlite3: process-wide SQLite settings (sqlite_threads.py).
-    from convocore.adapters.sql.sqlite_threads import use_serving_mode
-
-    sqlite_serving = use_serving_mode()
     import uvicorn
-
-    from convocore.entrypoints.wsserver import WebSocketProtocol
 
     settings = Settings.from_env(
         host=args.host,
@@ -85,7 +79,6 @@ def serve(args: argparse.Namespace) -> int:
     live = f"Redis at {settings.redis_url}" if settings.redis_url else "this process only"
     log = logging.getLogger("convocore")
     log.info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
-    log.debug("SQLite in multi-thread mode, without memory statistics: %s", "yes" if sqlite_serving else "no")
     uvicorn.run(
         served_app(settings),
         host=settings.host,
@@ -93,22 +86,21 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=None,  # configure_logging did it, for uvicorn's loggers too
         proxy_headers=False,
-        ws=WebSocketProtocol,  # uvicorn's default (websockets, sans-I/O), lighter per idle socket
+        ws="websockets-sansio",
         ws_ping_interval=settings.ws_ping_interval_s,  # the server pings; a peer that stops answering is closed
         ws_ping_timeout=settings.ws_ping_timeout_s,
         # Frames past our own limit get an error frame; far past it (64x) the server closes the
         # socket with 1009 rather than reading megabytes first.
         ws_max_size=settings.ws_max_frame_bytes * 64,
         # No permessage-deflate: compressing would be done per socket for every frame (and hold
-        # a compressor per socket), where now a frame is encoded once for all (direct.py).
+        # a compressor per socket), where a frame is encoded once for all.
         ws_per_message_deflate=False,
     )
     return 0
 
 
 def served_app(settings: Settings) -> "Litestar":
-    """The app as ``serve`` runs it: ``create_app``, then the collector tuned once it has started.
-    (``benchmarks.servers`` runs the same under another ASGI server.)"""
+    """The app as ``serve`` runs it: ``create_app``, then the collector tuned once it has started."""
     from convocore.entrypoints.app import create_app
 
     app = create_app(settings)
@@ -117,23 +109,12 @@ def served_app(settings: Settings) -> "Litestar":
 
 
 def tune_garbage_collection() -> None:
-    """Make CPython's full garbage collections rare and short in the serving process.
-
-    A full collection walks every tracked object and stops the loop while it does. Two changes,
-    measured with a fixed 3,000 deliveries/s 100x10 fan-out (docs/performance.md, lever 13):
-
-    - What startup built (modules, the app, routes, compiled statements: ~125,000 objects) is
-      frozen out of them: they live as long as the process, and walking them took ~110 ms of each
-      collection on the benchmark machine. Frozen objects are still freed by reference counting;
-      only a cycle among them would never be collected, and startup objects are not garbage.
-    - A full collection is considered after 100 middle-generation ones instead of 10: what is
-      left to walk is mostly the live sockets (~100 objects each), long-lived by nature, so
-      walking them every ~25 s under load (100-140 ms at 1,000 sockets) found little garbage
-      (~1,000 objects). Garbage that reaches the oldest generation now waits longer for it.
-
-    Done by ``serve``, which owns the process, not by ``create_app``, which an embedding host
-    may call in a process whose collector is its own business.
-    """
+    """Make CPython's full garbage collections rare and short in the serving process: a full
+    collection stops the loop while it walks every tracked object. What startup built (modules,
+    the app, compiled statements) lives as long as the process, so it is frozen out of them;
+    and a full collection is considered after 100 middle-generation ones instead of 10 (what is
+    left is mostly the live sockets, long-lived by nature). Done by ``serve``, which owns the
+    process, not by ``create_app``: an embedding host's collector is its own business."""
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
@@ -143,25 +124,13 @@ def tune_garbage_collection() -> None:
 def migrate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from convocore.adapters.sql import migrate as migrations
-    from convocore.adapters.sql.unit_of_work import create_engine
+    from convocore.entrypoints.container import MigrationFailed, migrate_database
 
     settings = Settings.from_env(database_url=args.database_url)
     configure_logging(level="warning", log_format=settings.log_format)
-
-    async def upgrade() -> tuple[str | None, str | None]:
-        engine = create_engine(settings.database_url)
-        try:
-            before = await migrations.upgrade(engine)
-            return before, await migrations.current(engine)
-        finally:
-            await engine.dispose()
-
     try:
-        before, after = asyncio.run(upgrade())
-    except (migrations.SchemaError, SQLAlchemyError, OSError) as error:
+        before, after = asyncio.run(migrate_database(settings.database_url))
+    except MigrationFailed as error:
         print(f"convocore migrate: {_shown(settings.database_url)}: {error}", file=sys.stderr)
         return 1
     change = f"upgraded from {before or 'an empty database'} to {after}" if before != after else f"already at {after}"

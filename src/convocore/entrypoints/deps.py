@@ -1,31 +1,38 @@
-"""Dependencies shared by the handlers: the container and the caller's identity."""
+"""What handlers are given: the use cases they call (by parameter name, from the composition
+root) and the caller's identity, checked by ``Authenticated`` before anything else."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias, TypeVar
 
-from litestar.connection import ASGIConnection
-from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar import Request
+from litestar.di import NamedDependency, Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.params import FromPath, JSONBody, QueryParameter, SkipValidation
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from convocore.application.accounts import Principal
+from convocore.application.accounts import Authenticate, Principal
 from convocore.domain.errors import Unauthenticated
-from convocore.entrypoints.container import Container
 
-# Explicit markers: the container and principal are ours, not data to validate.
-Services = NamedDependency[SkipValidation[Container]]
-Caller = NamedDependency[SkipValidation[Principal]]
+T = TypeVar("T")
+# A use case (or another service) injected by name: ours to trust, not data to validate.
+Use: TypeAlias = NamedDependency[SkipValidation[T]]
+# A request whose caller ``Authenticated`` established: ``request.user``.
+Caller: TypeAlias = Request[Principal, Any, Any]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size, 1 to 200.")]
 Cursor = Annotated[str | None, QueryParameter(max_length=512, description="Opaque cursor from the previous page.")]
 Query = Annotated[str, QueryParameter(max_length=200, description="Search text.")]
 
-__all__ = ["Caller", "Cursor", "FromPath", "JSONBody", "Limit", "Query", "Services"]
+__all__ = ["Caller", "Cursor", "FromPath", "JSONBody", "Limit", "Query", "Use", "provide"]
+
+AUTHENTICATE = "authenticate"  # the app state's Authenticate use case, which the middleware calls
 
 
-def provide_container(state: State) -> Container:
-    container: Container = state.container
-    return container
+def provide(value: Any) -> Provide:
+    """A dependency that is always ``value`` (a use case the container built once)."""
+
+    def provider() -> Any:
+        return value
+
+    return Provide(provider, use_cache=True, sync_to_thread=False)
 
 
 def header_of(scope: Scope, name: bytes) -> bytes | None:
@@ -43,13 +50,8 @@ def bearer_of(scope: Scope) -> str:
 class Authenticated:
     """Middleware of the routes that need a caller: the access token is checked after routing and
     before anything else about the request, so a caller without a valid token gets 401 whatever
-    the body or the query. OPTIONS, which only lists the methods, needs none. The principal goes
-    into the connection's state, where ``provide_principal`` finds it.
-
-    It was a guard, and Litestar copies the route handler (``copy.copy``) for every guard call
-    (docs/performance.md, lever 22). A 401 raised here is answered by the app's exception
-    handlers, outside the request metrics, which count it under its status all the same
-    (``metrics.RequestMetrics``)."""
+    the body or the query. OPTIONS, which only lists the methods, needs none. The principal is
+    the request's ``user``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
@@ -60,18 +62,10 @@ class Authenticated:
             token = bearer_of(scope)
             if not token:
                 raise Unauthenticated("send Authorization: Bearer <access token>")
-            container: Container = http["app"].state.container
-            principal = await container.authenticate().execute(access_token=token)
-            http.setdefault("state", {})["principal"] = principal
+            authenticate: Authenticate = getattr(http["app"].state, AUTHENTICATE)
+            http["user"] = await authenticate.execute(access_token=token)
         await self._app(scope, receive, send)
 
 
 AUTHENTICATED = [DefineMiddleware(Authenticated)]
-
-
-def provide_principal(request: ASGIConnection[Any, Any, Any, Any], container: Services) -> Principal:
-    """``container`` is declared (not used) so that Litestar resolves it first and this one after:
-    two independent dependencies are resolved concurrently, in an anyio task group per request,
-    which cost more than both (about 4% of a REST send)."""
-    principal: Principal = request.state.principal
-    return principal
+SECURED: list[dict[str, list[str]]] = [{"bearer": []}]

@@ -20,7 +20,7 @@ from convocore.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
-from convocore.entrypoints.schemas import FieldErrorOut, ProblemOut
+from convocore.wire.schemas import FieldErrorOut, ProblemOut
 
 log = logging.getLogger("convocore")
 

@@ -2,11 +2,13 @@
 
 from litestar import Response, Router, delete, get, patch, post
 
+from convocore.application import conversations as c
+from convocore.application.realtime.use_cases import WhoIsOnline
 from convocore.domain.conversations import Kind, Role
-from convocore.entrypoints import schemas as s
-from convocore.entrypoints.deps import AUTHENTICATED, Caller, Cursor, FromPath, JSONBody, Limit, Query, Services
-from convocore.entrypoints.http_accounts import AUTH, SECURED
+from convocore.entrypoints import present as p
+from convocore.entrypoints.deps import AUTHENTICATED, SECURED, Caller, Cursor, FromPath, JSONBody, Limit, Query, Use
 from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
+from convocore.wire import schemas as s
 
 
 @post(
@@ -15,34 +17,34 @@ from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
     responses=problems(WITH_TOKEN, WITH_BODY) | also(200, s.ConversationOut, "The pair's existing direct conversation"),
 )
 async def start(
-    principal: Caller, container: Services, data: JSONBody[s.StartConversationIn]
+    request: Caller, start_conversation: Use[c.StartConversation], data: JSONBody[s.StartConversationIn]
 ) -> Response[s.ConversationOut]:
-    detail, created = await container.start_conversation().execute(
-        user_id=principal.user_id,
+    detail, created = await start_conversation.execute(
+        user_id=request.user.user_id,
         kind=Kind(data.kind),
         members=data.members,
         title=data.title,
         public=data.public,
     )
-    return Response(s.conversation_out(detail), status_code=201 if created else 200)
+    return Response(p.conversation_out(detail), status_code=201 if created else 200)
 
 
 @get("/", summary="The caller's inbox, most recent activity first", responses=problems(WITH_TOKEN, 422))
-async def inbox(principal: Caller, container: Services, cursor: Cursor = None, limit: Limit = 50) -> s.InboxPage:
-    entries, after = await container.list_inbox().execute(
-        user_id=principal.user_id, before=s.decode_inbox_cursor(cursor), limit=limit
+async def inbox(request: Caller, list_inbox: Use[c.ListInbox], cursor: Cursor = None, limit: Limit = 50) -> s.InboxPage:
+    entries, after = await list_inbox.execute(
+        user_id=request.user.user_id, before=p.decode_inbox_cursor(cursor), limit=limit
     )
-    next_cursor = s.encode_cursor(after.last_activity_at, after.conversation_id) if after else None
-    return s.InboxPage(items=[s.inbox_item_out(e) for e in entries], next_cursor=next_cursor)
+    next_cursor = p.encode_cursor(after.last_activity_at, after.conversation_id) if after else None
+    return s.InboxPage(items=[p.inbox_item_out(e) for e in entries], next_cursor=next_cursor)
 
 
 @get("/public/", summary="Discover public groups by title", responses=problems(WITH_TOKEN, 422))
 async def discover(
-    principal: Caller, container: Services, q: Query = "", cursor: Cursor = None, limit: Limit = 50
+    discover_public: Use[c.DiscoverPublic], q: Query = "", cursor: Cursor = None, limit: Limit = 50
 ) -> s.PublicPage:
-    found, after = await container.discover_public().execute(query=q, after=s.decode_title_cursor(cursor), limit=limit)
-    next_cursor = s.encode_cursor(after.title, after.conversation_id) if after else None
-    return s.PublicPage(items=[s.public_out(c) for c in found], next_cursor=next_cursor)
+    found, after = await discover_public.execute(query=q, after=p.decode_title_cursor(cursor), limit=limit)
+    next_cursor = p.encode_cursor(after.title, after.conversation_id) if after else None
+    return s.PublicPage(items=[p.public_out(found_one) for found_one in found], next_cursor=next_cursor)
 
 
 @get(
@@ -50,9 +52,11 @@ async def discover(
     summary="One conversation with its members and their roles",
     responses=problems(WITH_TOKEN, 404),
 )
-async def detail(principal: Caller, container: Services, conversation_id: FromPath[str]) -> s.ConversationOut:
-    found = await container.get_conversation().execute(user_id=principal.user_id, conversation_id=conversation_id)
-    return s.conversation_out(found)
+async def detail(
+    request: Caller, get_conversation: Use[c.GetConversation], conversation_id: FromPath[str]
+) -> s.ConversationOut:
+    found = await get_conversation.execute(user_id=request.user.user_id, conversation_id=conversation_id)
+    return p.conversation_out(found)
 
 
 @patch(
@@ -61,15 +65,15 @@ async def detail(principal: Caller, container: Services, conversation_id: FromPa
     responses=problems(WITH_TOKEN, WITH_BODY, 403, 404),
 )
 async def update(
-    principal: Caller,
-    container: Services,
+    request: Caller,
+    update_conversation: Use[c.UpdateConversation],
     conversation_id: FromPath[str],
     data: JSONBody[s.UpdateConversationIn],
 ) -> s.ConversationOut:
-    changed = await container.update_conversation().execute(
-        user_id=principal.user_id, conversation_id=conversation_id, title=data.title, public=data.public
+    changed = await update_conversation.execute(
+        user_id=request.user.user_id, conversation_id=conversation_id, title=data.title, public=data.public
     )
-    return s.conversation_out(changed)
+    return p.conversation_out(changed)
 
 
 @post(
@@ -78,15 +82,15 @@ async def update(
     responses=problems(WITH_TOKEN, WITH_BODY, 403, 404, 409) | also(200, s.MemberOut, "Already a member: unchanged"),
 )
 async def add_member(
-    principal: Caller, container: Services, conversation_id: FromPath[str], data: JSONBody[s.AddMemberIn]
+    request: Caller, add_member: Use[c.AddMember], conversation_id: FromPath[str], data: JSONBody[s.AddMemberIn]
 ) -> Response[s.MemberOut]:
-    member, created = await container.add_member().execute(
-        user_id=principal.user_id,
+    member, created = await add_member.execute(
+        user_id=request.user.user_id,
         conversation_id=conversation_id,
         new_user_id=data.user_id,
         role=Role(data.role),
     )
-    return Response(s.member_out(member), status_code=201 if created else 200)
+    return Response(p.member_out(member), status_code=201 if created else 200)
 
 
 @delete(
@@ -96,11 +100,9 @@ async def add_member(
     responses=problems(WITH_TOKEN, 403, 404),
 )
 async def remove_member(
-    principal: Caller, container: Services, conversation_id: FromPath[str], user_id: FromPath[str]
+    request: Caller, remove_member: Use[c.RemoveMember], conversation_id: FromPath[str], user_id: FromPath[str]
 ) -> None:
-    await container.remove_member().execute(
-        user_id=principal.user_id, conversation_id=conversation_id, target_user_id=user_id
-    )
+    await remove_member.execute(user_id=request.user.user_id, conversation_id=conversation_id, target_user_id=user_id)
 
 
 @patch(
@@ -109,19 +111,19 @@ async def remove_member(
     responses=problems(WITH_TOKEN, WITH_BODY, 403, 404),
 )
 async def change_role(
-    principal: Caller,
-    container: Services,
+    request: Caller,
+    change_role: Use[c.ChangeRole],
     conversation_id: FromPath[str],
     user_id: FromPath[str],
     data: JSONBody[s.ChangeRoleIn],
 ) -> s.MemberOut:
-    member = await container.change_role().execute(
-        user_id=principal.user_id,
+    member = await change_role.execute(
+        user_id=request.user.user_id,
         conversation_id=conversation_id,
         target_user_id=user_id,
         role=Role(data.role),
     )
-    return s.member_out(member)
+    return p.member_out(member)
 
 
 @post(
@@ -129,11 +131,11 @@ async def change_role(
     summary="Join a public group",
     responses=problems(WITH_TOKEN, 404, 409) | also(200, s.MemberOut, "Already a member: unchanged"),
 )
-async def join(principal: Caller, container: Services, conversation_id: FromPath[str]) -> Response[s.MemberOut]:
-    member, created = await container.join_conversation().execute(
-        user_id=principal.user_id, conversation_id=conversation_id
-    )
-    return Response(s.member_out(member), status_code=201 if created else 200)
+async def join(
+    request: Caller, join_conversation: Use[c.JoinConversation], conversation_id: FromPath[str]
+) -> Response[s.MemberOut]:
+    member, created = await join_conversation.execute(user_id=request.user.user_id, conversation_id=conversation_id)
+    return Response(p.member_out(member), status_code=201 if created else 200)
 
 
 @post(
@@ -143,10 +145,10 @@ async def join(principal: Caller, container: Services, conversation_id: FromPath
     responses=problems(WITH_TOKEN, WITH_BODY, 404),
 )
 async def mark_read(
-    principal: Caller, container: Services, conversation_id: FromPath[str], data: JSONBody[s.MarkReadIn]
+    request: Caller, mark_read: Use[c.MarkRead], conversation_id: FromPath[str], data: JSONBody[s.MarkReadIn]
 ) -> s.ReadOut:
-    member, last_seq = await container.mark_read().execute(
-        user_id=principal.user_id, conversation_id=conversation_id, seq=data.seq
+    member, last_seq = await mark_read.execute(
+        user_id=request.user.user_id, conversation_id=conversation_id, seq=data.seq
     )
     return s.ReadOut(
         conversation_id=conversation_id,
@@ -158,8 +160,8 @@ async def mark_read(
 
 
 @get("/{conversation_id:str}/presence/", summary="Which members are online now", responses=problems(WITH_TOKEN, 404))
-async def presence(principal: Caller, container: Services, conversation_id: FromPath[str]) -> s.PresenceOut:
-    online = await container.who_is_online().execute(user_id=principal.user_id, conversation_id=conversation_id)
+async def presence(request: Caller, who_is_online: Use[WhoIsOnline], conversation_id: FromPath[str]) -> s.PresenceOut:
+    online = await who_is_online.execute(user_id=request.user.user_id, conversation_id=conversation_id)
     return s.PresenceOut(conversation_id=conversation_id, online=online)
 
 
@@ -178,7 +180,6 @@ router = Router(
         mark_read,
         presence,
     ],
-    dependencies=AUTH,
     middleware=AUTHENTICATED,
     security=SECURED,
     tags=["conversations"],

@@ -5,10 +5,11 @@ from typing import Annotated
 from litestar import Response, Router, delete, get, patch, post
 from litestar.params import QueryParameter
 
-from convocore.entrypoints import schemas as s
-from convocore.entrypoints.deps import AUTHENTICATED, Caller, FromPath, JSONBody, Limit, Services
-from convocore.entrypoints.http_accounts import AUTH, SECURED
+from convocore.application.messages import DeleteMessage, EditMessage, ListMessages, PostMessage
+from convocore.entrypoints import present as p
+from convocore.entrypoints.deps import AUTHENTICATED, SECURED, Caller, FromPath, JSONBody, Limit, Use
 from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
+from convocore.wire import schemas as s
 
 SeqBound = Annotated[int | None, QueryParameter(ge=0, description="Exclusive seq bound.")]
 
@@ -18,15 +19,17 @@ SeqBound = Annotated[int | None, QueryParameter(ge=0, description="Exclusive seq
     summary="Send a message (idempotent per client_id)",
     responses=problems(WITH_TOKEN, WITH_BODY, 404, 409) | also(200, s.MessageOut, "A repeated client_id: the original"),
 )
-async def send(principal: Caller, container: Services, data: JSONBody[s.PostMessageIn]) -> Response[s.MessageOut]:
-    posted = await container.post_message().execute(
-        user_id=principal.user_id,
+async def send(
+    request: Caller, post_message: Use[PostMessage], data: JSONBody[s.PostMessageIn]
+) -> Response[s.MessageOut]:
+    posted = await post_message.execute(
+        user_id=request.user.user_id,
         conversation_id=data.conversation_id,
         body=data.body,
         client_id=data.client_id,
         reply_to=data.reply_to,
     )
-    return Response(s.message_out(posted.message), status_code=201 if posted.created else 200)
+    return Response(p.message_out(posted.message), status_code=201 if posted.created else 200)
 
 
 @get(
@@ -35,17 +38,17 @@ async def send(principal: Caller, container: Services, data: JSONBody[s.PostMess
     responses=problems(WITH_TOKEN, 404, 422),
 )
 async def history(
-    principal: Caller,
-    container: Services,
+    request: Caller,
+    list_messages: Use[ListMessages],
     conversation_id: FromPath[str],
     before: SeqBound = None,
     after: SeqBound = None,
     limit: Limit = 50,
 ) -> s.MessagePage:
-    items, has_more = await container.list_messages().execute(
-        user_id=principal.user_id, conversation_id=conversation_id, before=before, after=after, limit=limit
+    items, has_more = await list_messages.execute(
+        user_id=request.user.user_id, conversation_id=conversation_id, before=before, after=after, limit=limit
     )
-    return s.MessagePage(items=[s.message_out(m) for m in items], has_more=has_more)
+    return s.MessagePage(items=[p.message_out(m) for m in items], has_more=has_more)
 
 
 @patch(
@@ -54,16 +57,16 @@ async def history(
     responses=problems(WITH_TOKEN, WITH_BODY, 403, 404, 409),
 )
 async def edit(
-    principal: Caller,
-    container: Services,
+    request: Caller,
+    edit_message: Use[EditMessage],
     conversation_id: FromPath[str],
     seq: FromPath[int],
     data: JSONBody[s.EditMessageIn],
 ) -> s.MessageOut:
-    message = await container.edit_message().execute(
-        user_id=principal.user_id, conversation_id=conversation_id, seq=seq, body=data.body
+    message = await edit_message.execute(
+        user_id=request.user.user_id, conversation_id=conversation_id, seq=seq, body=data.body
     )
-    return s.message_out(message)
+    return p.message_out(message)
 
 
 @delete(
@@ -73,18 +76,15 @@ async def edit(
     responses=problems(WITH_TOKEN, 403, 404),
 )
 async def remove(
-    principal: Caller, container: Services, conversation_id: FromPath[str], seq: FromPath[int]
+    request: Caller, delete_message: Use[DeleteMessage], conversation_id: FromPath[str], seq: FromPath[int]
 ) -> s.MessageOut:
-    message = await container.delete_message().execute(
-        user_id=principal.user_id, conversation_id=conversation_id, seq=seq
-    )
-    return s.message_out(message)
+    message = await delete_message.execute(user_id=request.user.user_id, conversation_id=conversation_id, seq=seq)
+    return p.message_out(message)
 
 
 router = Router(
     path="/api/messages",
     route_handlers=[send, history, edit, remove],
-    dependencies=AUTH,
     middleware=AUTHENTICATED,
     security=SECURED,
     tags=["messages"],

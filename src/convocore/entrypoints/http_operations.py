@@ -4,7 +4,8 @@ import msgspec
 from litestar import Response, get
 from litestar.openapi import ResponseSpec
 
-from convocore.entrypoints.deps import Services
+from convocore.application.operations import CheckReadiness
+from convocore.entrypoints.deps import Use
 from convocore.entrypoints.errors import PROBLEM_JSON, TYPE_PREFIX
 
 
@@ -34,8 +35,8 @@ NOT_READY = {
     summary="The database (and Redis, when configured) answer",
     responses=NOT_READY,
 )
-async def ready(container: Services) -> Response[ReadyOut | NotReadyOut]:
-    readiness = await container.check_readiness().execute()
+async def ready(check_readiness: Use[CheckReadiness]) -> Response[ReadyOut | NotReadyOut]:
+    readiness = await check_readiness.execute()
     if readiness.ready:
         return Response(ReadyOut(status="ready", checks=readiness.checks))
     detail = "; ".join(f"{name}: {why}" for name, why in readiness.failing.items())

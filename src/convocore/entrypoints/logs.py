@@ -14,8 +14,8 @@ import secrets
 from collections.abc import Awaitable
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -71,9 +71,13 @@ def request_id_of(scope: Scope) -> str:
 
 
 def _sending_id(send: Send, rid: str) -> Send:
+    header = (HEADER.encode(), rid.encode())
+
     async def send_with_id(message: Message) -> None:
-        if message["type"] in ("http.response.start", "websocket.accept") and "headers" in message:
-            MutableScopeHeaders.from_message(message)[HEADER] = rid
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            raw: dict[str, Any] = message  # type: ignore[assignment]  # ASGI's headers: a list of pairs
+            kept = [(name, value) for name, value in raw.get("headers") or () if name.lower() != header[0]]
+            raw["headers"] = [*kept, header]
         await send(message)
 
     return send_with_id

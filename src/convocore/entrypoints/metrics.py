@@ -15,17 +15,34 @@ from typing import Any
 from litestar.middleware.base import DefineMiddleware
 from litestar.plugins.prometheus import PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    REGISTRY,
+    Counter,
+    CounterMetricFamily,
+    Gauge,
+    GaugeMetricFamily,
+    Histogram,
+    HistogramMetricFamily,
+    Metric,
+    Sample,
+)
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convocore.adapters.sql.timing import time_statements
+from convocore.domain import events as ev
 from convocore.domain.events import Event
 from convocore.entrypoints.errors import status_of
-from convocore.entrypoints.frames import kind_of
+
+# The label of each kind of event published (the frame's type where it has its own route).
+_KINDS: dict[type[Event], str] = {
+    ev.MessageCreated: "message.created",
+    ev.MessageUpdated: "message.updated",
+    ev.MessageDeleted: "message.deleted",
+    ev.MemberJoined: "member.joined",
+    ev.MemberLeft: "member.left",
+    ev.PresenceChanged: "presence",
+    ev.SessionRevoked: "session.revoked",
+    ev.UserTyping: "typing",
+}
 
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -74,13 +91,7 @@ class Metrics:
     # -- a broadcaster listener ----------------------------------------------------------
 
     def published(self, event: Event) -> None:
-        self.events_published.add(kind_of(event))
-
-    # -- the database ------------------------------------------------------------------
-
-    def watch(self, engine: AsyncEngine) -> None:
-        """Time every statement ``engine`` runs (once, however often it is asked)."""
-        time_statements(engine.sync_engine, self.db_statement_seconds.observe)
+        self.events_published.add(_KINDS.get(type(event), "event"))
 
 
 class _Timings(Collector):
@@ -105,7 +116,7 @@ def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str,
     """Per-bucket counts (the last one above every bound) as Prometheus' cumulative ``le`` buckets."""
     buckets: list[tuple[str, float]] = []
     running = 0
-    for bound, count in zip((*map(floatToGoString, bounds), "+Inf"), counts, strict=True):
+    for bound, count in zip((*map(repr, bounds), "+Inf"), counts, strict=True):
         running += count
         buckets.append((bound, running))
     return buckets
@@ -118,9 +129,8 @@ class RequestCounts(Collector):
     """The request metrics Litestar's ``PrometheusMiddleware`` kept (its names, labels, buckets and
     ``_created`` samples: ``convocore_requests_total``, ``convocore_requests_error_total``,
     ``convocore_request_duration_seconds``, ``convocore_requests_in_progress``), as plain counts
-    per series, turned into Prometheus' families only when scraped. Its middleware built a
-    ``Request``, a labels dict and a ``functools.wraps``-copied ``send`` per request and took a
-    metric's lock five times (docs/performance.md, lever 21)."""
+    per series, turned into Prometheus' families only when scraped: its middleware built a
+    ``Request``, a labels dict and a copied ``send`` per request and took a metric's lock five times."""
 
     def __init__(self, *, prefix: str, app_name: str, buckets: tuple[float, ...] = Histogram.DEFAULT_BUCKETS) -> None:
         self._prefix, self._app_name = prefix, app_name

@@ -10,7 +10,7 @@ from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
 from convocore.entrypoints.errors import HTTP_KINDS, KINDS, PROBLEM_JSON
-from convocore.entrypoints.schemas import ProblemOut
+from convocore.wire.schemas import ProblemOut
 
 _TITLES = {kind.status: kind.title for kind in [*KINDS.values(), *HTTP_KINDS.values()]}
 

@@ -2,15 +2,14 @@
 the security headers every response carries."""
 
 import hashlib
+from typing import Any
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from convocore.application.messages import Budget, spend
 from convocore.application.ports import RateLimiter
 from convocore.entrypoints.deps import bearer_of
-from convocore.entrypoints.settings import Settings
 
 # Creating accounts and tokens is what brute force and spam go for: budgeted per client IP.
 AUTH_PATHS = frozenset({"/api/register", "/api/login", "/api/token/refresh"})
@@ -31,26 +30,13 @@ class HttpBudgets:
     """The two HTTP budgets, counted by the same ``RateLimiter`` as message sends (in memory, or
     in Redis across processes, per process while Redis is away): per client IP for the paths
     that create accounts and tokens, per access token for every other request that carries one.
-    Charged once per request: by ``HttpBudgetsMiddleware`` for the routes Litestar serves, by
-    ``hot.HotRoutes`` for the ones it answers itself.
-
-    Litestar's own rate-limit middleware did this before. It ran its sync "should this request
-    count" hook through a thread for every request, and kept each key's history as a JSON list of
-    timestamps that it decoded and re-encoded per request (up to 1,200 entries): about a tenth of
-    a REST send's CPU. Over the limit, ``RateLimited`` becomes 429 with Retry-After like every
-    other domain error.
+    Charged once per request, by ``HttpBudgetsMiddleware``. (Litestar's own rate-limit middleware
+    ran a sync hook through a thread per request and re-encoded each key's history as JSON.) Over
+    the limit, ``RateLimited`` becomes 429 with Retry-After like every other domain error.
     """
 
     def __init__(self, limiter: RateLimiter, *, auth: Budget, token: Budget) -> None:
         self._limiter, self._auth, self._token = limiter, auth, token
-
-    @classmethod
-    def of(cls, settings: Settings, limiter: RateLimiter) -> "HttpBudgets":
-        return cls(
-            limiter,
-            auth=Budget(limit=settings.auth_rate_per_minute, window_s=60),
-            token=Budget(limit=settings.http_rate_per_minute, window_s=60),
-        )
 
     async def charge(self, scope: Scope) -> None:
         """Spends the request's budget; ``RateLimited`` when it is spent out."""
@@ -76,9 +62,13 @@ def http_budgets(budgets: HttpBudgets) -> DefineMiddleware:
     return DefineMiddleware(HttpBudgetsMiddleware, budgets=budgets)
 
 
+_SECURITY_RAW = [(name.encode(), value.encode("latin-1")) for name, value in SECURITY_HEADERS.items()]
+
+
 async def add_security_headers(message: Message, scope: Scope) -> None:
+    """Each security header the response does not set itself (ASGI's raw header list: a lookup
+    per header through a headers object cost a sixth of a small request)."""
     if message["type"] == "http.response.start":
-        headers = MutableScopeHeaders.from_message(message)
-        for name, value in SECURITY_HEADERS.items():
-            if name not in headers:
-                headers[name] = value
+        headers: Any = message.setdefault("headers", [])
+        present = {name.lower() for name, _ in headers}
+        headers.extend(header for header in _SECURITY_RAW if header[0] not in present)

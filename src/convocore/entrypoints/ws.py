@@ -3,28 +3,34 @@ user (ws://HOST/ws/?token=) that carries every conversation the user belongs to.
 
 import json
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.params import FromPath
 
-from convocore.application.accounts import Principal
+from convocore.application.accounts import Authenticate, Principal
+from convocore.application.messages import PostMessage
+from convocore.application.realtime.hub import Hub
+from convocore.application.realtime.streams import Stream
+from convocore.application.realtime.use_cases import ListMemberships, OpenStream, SignalTyping, TrackPresence
 from convocore.domain.errors import DomainError, Invalid, NotFound, Unauthenticated
-from convocore.entrypoints import frames as f
-from convocore.entrypoints.container import Container
-from convocore.entrypoints.direct import DirectWriter
+from convocore.entrypoints.deps import Use
 from convocore.entrypoints.errors import NESTED_TOO_DEEPLY, field_in, kind_of
-from convocore.entrypoints.hub import (
+from convocore.entrypoints.sockets import (
     CLOSE_BAD_REQUEST,
+    CLOSE_CODES,
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
     SERVER_SEND,
-    Connection,
-    Hub,
+    AsgiOutlet,
     Send,
+    is_disconnect,
 )
-from convocore.entrypoints.settings import Settings
+from convocore.entrypoints.uvicorn_writes import UvicornWrites
+from convocore.wire import frames as f
 
 log = logging.getLogger("convocore.ws")
 PONG = f.encode(f.PongFrame())
@@ -32,101 +38,111 @@ PONG = f.encode(f.PongFrame())
 Socket = WebSocket[Any, Any, Any]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Live:
+    """What the socket handlers use: the real-time engine and the use cases a socket calls."""
+
+    hub: Hub
+    authenticate: Authenticate
+    open_stream: OpenStream
+    list_memberships: ListMemberships
+    post_message: PostMessage
+    signal_typing: SignalTyping
+    track_presence: TrackPresence
+    writes: UvicornWrites
+    max_frame_bytes: int
+    send_queue: int
+
+
 @websocket("/ws/chat/{conversation_id:str}/")
-async def chat_socket(socket: Socket, conversation_id: FromPath[str]) -> None:
+async def chat_socket(socket: Socket, conversation_id: FromPath[str], live: Use[Live]) -> None:
     since = socket.query_params.get("since")
-    principal = await _accept(socket)
+    principal = await _accept(socket, live)
     if principal is None:
         return
     if since is not None and not (since.isascii() and since.isdigit()):
         await socket.close(CLOSE_BAD_REQUEST, "since must be a seq (a whole number)")
         return
-    container: Container = socket.app.state.container
     try:
-        await container.open_stream().execute(user_id=principal.user_id, conversation_id=conversation_id)
+        await live.open_stream.execute(user_id=principal.user_id, conversation_id=conversation_id)
     except NotFound:
         await socket.close(CLOSE_FORBIDDEN, "not a member of this conversation")
         return
     if since is not None:
-        socket.app.state.hub.observer.resumed()
-    await _run(socket, principal, conversation_id, after=int(since) if since is not None else None)
+        live.hub.observer.resumed()
+    await _run(socket, live, principal, conversation_id, after=int(since) if since is not None else None)
 
 
 @websocket("/ws/")
-async def user_socket(socket: Socket) -> None:
-    principal = await _accept(socket)
+async def user_socket(socket: Socket, live: Use[Live]) -> None:
+    principal = await _accept(socket, live)
     if principal is not None:
-        await _run(socket, principal, None, after=None)
+        await _run(socket, live, principal, None, after=None)
 
 
-async def _accept(socket: Socket) -> Principal | None:
+async def _accept(socket: Socket, live: Live) -> Principal | None:
     """Accept first, so a browser sees the close code, then authenticate."""
     await socket.accept()
-    container: Container = socket.app.state.container
     try:
-        return await container.authenticate().execute(access_token=socket.query_params.get("token", ""))
+        return await live.authenticate.execute(access_token=socket.query_params.get("token", ""))
     except Unauthenticated as error:
         log.info("socket refused: %s", error.detail)
         await socket.close(CLOSE_UNAUTHENTICATED, error.detail)
         return None
 
 
-async def _run(socket: Socket, principal: Principal, conversation_id: str | None, *, after: int | None) -> None:
-    container: Container = socket.app.state.container
-    hub: Hub = socket.app.state.hub
-    settings: Settings = socket.app.state.settings
-    server_send = socket.scope.get(SERVER_SEND)
-    connection = Connection(
-        send=cast("Send", socket.send),
+async def _run(
+    socket: Socket, live: Live, principal: Principal, conversation_id: str | None, *, after: int | None
+) -> None:
+    # The server's own send, which app.py puts in the scope (the framework's, in an app that is not served).
+    server_send = cast("Send", socket.scope.get(SERVER_SEND) or socket.send)
+    outlet = AsgiOutlet(send=server_send, close=socket.close, direct=live.writes.writer_for(server_send))
+    stream = Stream(
+        outlet=outlet,
         user_id=principal.user_id,
         session_id=principal.session_id,
         expires_at=principal.expires_at,
-        queue_size=settings.ws_send_queue,
+        queue_size=live.send_queue,
         conversation_id=conversation_id,
-        observer=hub.observer,
-        write=cast("Send | None", server_send),
-        direct=DirectWriter.of(server_send),
+        observer=live.hub.observer,
     )
+    hub = live.hub
     log.info("socket opened: user %s, %s", principal.user_id, conversation_id or "user socket")
-    await hub.register(connection)  # first, so memberships gained from now on reach this socket
+    await hub.register(stream)  # first, so memberships gained from now on reach this socket
     try:
         if conversation_id is not None:
-            hub.subscribe(connection, conversation_id, after=after)
+            hub.subscribe(stream, conversation_id, after=after)
         else:
-            for cid in await container.list_memberships().execute(user_id=principal.user_id):
-                hub.subscribe(connection, cid, after=None)
-        await container.track_presence().connected(user_id=principal.user_id)
-        reader = _Reader(socket, connection, container, hub, principal, settings)
-        await connection.serve(reader.run())
+            for cid in await live.list_memberships.execute(user_id=principal.user_id):
+                hub.subscribe(stream, cid, after=None)
+        await live.track_presence.connected(user_id=principal.user_id)
+        await stream.serve(_Reader(socket, stream, live, principal).run(), now=datetime.now(UTC))
     finally:
-        hub.unregister(connection)
-        why = connection.close_reason
-        log.info("socket closed: user %s, %s", principal.user_id, f"{why[0]} {why[1]}" if why else "by the client")
+        hub.unregister(stream)
+        why = stream.ending
+        said = f"{CLOSE_CODES[why]} {why.value}" if why else "by the client"
+        log.info("socket closed: user %s, %s", principal.user_id, said)
         try:
-            await container.track_presence().disconnected(user_id=principal.user_id)
+            await live.track_presence.disconnected(user_id=principal.user_id)
         except Exception:  # presence is best effort; the socket is gone either way
             log.warning("presence update failed", exc_info=True)
 
 
 class _Reader:
-    __slots__ = ("connection", "container", "hub", "principal", "settings", "socket")
+    __slots__ = ("live", "principal", "socket", "stream")
 
-    def __init__(
-        self,
-        socket: Socket,
-        connection: Connection,
-        container: Container,
-        hub: Hub,
-        principal: Principal,
-        settings: Settings,
-    ) -> None:
-        self.socket, self.connection, self.container, self.hub = socket, connection, container, hub
-        self.principal, self.settings = principal, settings
+    def __init__(self, socket: Socket, stream: Stream, live: Live, principal: Principal) -> None:
+        self.socket, self.stream, self.live, self.principal = socket, stream, live, principal
 
     async def run(self) -> None:
-        limit = self.settings.ws_max_frame_bytes
+        limit = self.live.max_frame_bytes
         while True:
-            message = await self.socket.receive()
+            try:
+                message = await self.socket.receive()
+            except Exception as error:
+                if is_disconnect(error):
+                    return
+                raise
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
@@ -142,7 +158,7 @@ class _Reader:
         try:
             frame = f.client_decoder.decode(text)
         except msgspec.ValidationError as error:
-            try:  # msgspec (0.23) may judge the shape before finding the text is not JSON at all
+            try:  # msgspec may judge the shape before finding the text is not JSON at all
                 json.loads(text)
             except json.JSONDecodeError as broken:
                 self.error("bad-frame", f"not a JSON frame: {broken}")
@@ -171,45 +187,37 @@ class _Reader:
 
     async def dispatch(self, frame: f.MessageSend | f.Ping | f.Typing | f.Resume) -> None:
         if isinstance(frame, f.Ping):
-            self.connection.offer(PONG)
+            self.stream.offer(PONG)
         elif isinstance(frame, f.MessageSend):
-            cid = self.target(frame.conversation_id)
-            posted = await self.container.post_message().execute(
+            posted = await self.live.post_message.execute(
                 user_id=self.principal.user_id,
-                conversation_id=cid,
+                conversation_id=self.target(frame.conversation_id),
                 body=frame.body,
                 client_id=frame.client_id,
                 reply_to=frame.reply_to,
             )
             m = posted.message
             ack = f.AckFrame(client_id=frame.client_id, id=m.id, seq=m.seq, conversation_id=m.conversation_id)
-            self.connection.offer(f.encode(ack))
+            self.stream.offer(f.encode(ack))
         elif isinstance(frame, f.Typing):
             cid = self.target(frame.conversation_id)
-            if cid not in self.connection.subscriptions:
+            if cid not in self.stream.subscriptions:
                 raise NotFound("no such conversation", field="conversation_id")
-            await self.container.signal_typing().execute(user_id=self.principal.user_id, conversation_id=cid)
+            await self.live.signal_typing.execute(user_id=self.principal.user_id, conversation_id=cid)
         else:
-            self.resume(frame)
-
-    def resume(self, frame: f.Resume) -> None:
-        unknown = [cid for cid in frame.since if cid not in self.connection.subscriptions]
-        for cid, seq in frame.since.items():
-            if cid in self.connection.subscriptions:
-                self.hub.subscribe(self.connection, cid, after=seq)
-                self.hub.observer.resumed()
-        if unknown:
-            raise NotFound(f"not following {', '.join(sorted(unknown))}", field="since")
+            unknown = self.live.hub.resume(self.stream, frame.since)
+            if unknown:
+                raise NotFound(f"not following {', '.join(unknown)}", field="since")
 
     def target(self, named: str | None) -> str:
         """The conversation a frame is for: the socket's own, or the one it names."""
-        own = self.connection.conversation_id
+        own = self.stream.conversation_id
         if own is not None:
             if named not in (None, own):
-                raise _invalid("this socket is for another conversation")
+                raise Invalid("this socket is for another conversation", field="conversation_id")
             return own
         if named is None:
-            raise _invalid("name the conversation_id on the user socket")
+            raise Invalid("name the conversation_id on the user socket", field="conversation_id")
         return named
 
     def error(
@@ -222,8 +230,4 @@ class _Reader:
         retry_after: int | None = None,
     ) -> None:
         frame = f.ErrorFrame(code=code, detail=detail, field=field, client_id=client_id, retry_after=retry_after)
-        self.connection.offer(f.encode(frame))
-
-
-def _invalid(detail: str) -> DomainError:
-    return Invalid(detail, field="conversation_id")
+        self.stream.offer(f.encode(frame))

@@ -11,10 +11,10 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from convocore import __version__
-from convocore.entrypoints import frames as f
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.asyncapi import asyncapi_document, asyncapi_schema
 from convocore.entrypoints.settings import Settings
+from convocore.wire import frames as f
 from tests.integration.remote import SERVER_FRAME_TYPES
 
 CLIENT_TAGS = {"message.send", "ping", "typing", "resume"}

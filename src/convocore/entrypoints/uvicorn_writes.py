@@ -1,0 +1,253 @@
+"""Accelerator: socket frames written straight to uvicorn's transport, once per event.
+
+A text frame from server to client is unmasked, so its bytes are the same for every socket it
+goes to: ``text_frame`` builds them once per event (the engine offers one ``str`` to a whole
+room, and the last one built is kept). ``DirectWriter`` hands those bytes to the socket's
+transport and gathers a socket's frames until the event loop's current round is over, then
+writes them in one ``transport.write`` (one system call and one TCP segment for all the frames
+a socket got in that round). Through the ASGI ``send``, uvicorn's websockets protocol re-encodes
+the text and rebuilds the frame for every socket, and writes every frame on its own.
+
+It reaches into uvicorn's protocol object (not a public API), so it is held to what it needs:
+
+- pinned to the uvicorn and websockets releases CI tests (``PINNED``);
+- checked as the app starts (``UvicornWrites.start``): the versions, and a real handshake and
+  frame through uvicorn's protocol on an in-memory transport; otherwise one warning line and
+  every frame goes through the ASGI ``send``;
+- used per socket only where it is right: uvicorn's protocol, the handshake done, no extension
+  (compression) negotiated, the socket open and not pushing back; anything else goes the ASGI way;
+- switchable off (``CONVOCORE_ACCELERATE=0``), and CI runs the whole suite both ways.
+"""
+
+import asyncio
+import importlib.metadata
+import logging
+import struct
+import weakref
+from typing import Any
+
+from websockets.protocol import State
+
+log = logging.getLogger("convocore.ws")
+
+PINNED = {"uvicorn": "0.54.", "websockets": "17."}  # the releases it was written for
+_last: tuple[str, bytes] = ("", b"\x81\x00")
+
+
+def text_frame(text: str) -> bytes:
+    """The wire bytes of one unfragmented, unmasked text frame carrying ``text`` (RFC 6455 5.2)."""
+    global _last
+    if _last[0] is text:
+        return _last[1]
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    data = header + payload
+    _last = (text, data)
+    return data
+
+
+class _Round:
+    """The writers of one event loop with frames waiting, written once the round is done."""
+
+    __slots__ = ("_loop", "_writers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._writers: list[DirectWriter] = []
+
+    def add(self, writer: "DirectWriter") -> None:
+        if not self._writers:
+            self._loop.call_soon(self._flush)
+        self._writers.append(writer)
+
+    def _flush(self) -> None:
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            try:
+                writer.flush()
+            except Exception as error:  # one socket's failure stays its own (its reader sees it too)
+                log.debug("socket write failed: %r", error)
+
+
+_rounds: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Round]" = weakref.WeakKeyDictionary()
+
+
+def _round() -> _Round:
+    loop = asyncio.get_running_loop()
+    found = _rounds.get(loop)
+    if found is None:
+        found = _rounds[loop] = _Round(loop)
+    return found
+
+
+class DirectWriter:
+    __slots__ = ("_out", "_protocol", "_round")
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._out: list[bytes] | None = None  # frames waiting for the end of the round
+        self._round: _Round | None = None
+
+    def write(self, text: str) -> bool:
+        """Take ``text`` as one frame, written at the end of this round of the loop, or say
+        False (nothing taken): the caller goes the ASGI way. The close handshake's state is
+        left to ``flush``, which writes nothing once it is not OPEN."""
+        protocol = self._protocol
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or not protocol.writable.is_set()
+            or protocol.transport.is_closing()
+        ):
+            return False
+        last = _last  # text_frame's own first step, without the call: a room's sockets share one event
+        data = last[1] if last[0] is text else text_frame(text)
+        out = self._out
+        if out is None:
+            self._out = [data]
+            if self._round is None:
+                self._round = _round()
+            self._round.add(self)
+        else:
+            out.append(data)
+        return True
+
+    def flush(self) -> None:
+        """Write what waits, now. A socket that began closing since gets none of it: no data
+        frame may follow a close frame."""
+        out, self._out = self._out, None
+        if not out:
+            return
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or protocol.conn.state is not State.OPEN:
+            return
+        transport = protocol.transport
+        if not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+
+class UvicornWrites:
+    """The accelerator's switch: ``writer_for`` gives a socket its ``DirectWriter``, or None."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._protocol_class: type[Any] | None = None
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        why = _unpinned() or await _self_test()
+        if why is not None:
+            log.warning("socket writes go through ASGI send (the uvicorn accelerator is off: %s)", why)
+            self.enabled = False
+            return
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+        self._protocol_class = WebSocketsSansIOProtocol
+
+    async def stop(self) -> None:
+        return None
+
+    def writer_for(self, server_send: Any) -> DirectWriter | None:
+        """A writer for the socket whose ASGI ``send`` (the server's own) this is, once it is
+        accepted (the handshake settles its extensions for good); None where it would not be right."""
+        protocol = getattr(server_send, "__self__", None)
+        if self._protocol_class is None or not isinstance(protocol, self._protocol_class):
+            return None
+        if protocol.conn.extensions:
+            return None
+        return DirectWriter(protocol)
+
+
+def _unpinned() -> str | None:
+    for package, release in PINNED.items():
+        try:
+            found = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return f"{package} is not installed"
+        if not found.startswith(release):
+            return f"{package} {found} is not the {release}x it was written for"
+    return None
+
+
+async def _self_test() -> str | None:
+    """A handshake and one frame through uvicorn's own protocol on an in-memory transport:
+    the bytes ``DirectWriter`` writes must be the frame the ASGI ``send`` would have."""
+    try:
+        return await asyncio.wait_for(_handshake_and_frame(), timeout=5)
+    except Exception as error:  # whatever moved: the ASGI way it is
+        return f"the self-test failed: {error!r}"
+
+
+async def _handshake_and_frame() -> str | None:
+    from uvicorn.config import Config
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from uvicorn.server import ServerState
+
+    accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        accepted.set_result(send)
+        await receive()
+
+    config = Config(app=app, ws="websockets-sansio", lifespan="off", ws_per_message_deflate=False, log_config=None)
+    config.load()
+    transport = _Transport()
+    protocol = WebSocketsSansIOProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    try:
+        protocol.data_received(_HANDSHAKE)
+        send = await accepted
+        shaken = len(transport.written)
+        protocol_of_send = getattr(send, "__self__", None)
+        if protocol_of_send is not protocol or protocol.conn.extensions:
+            return "uvicorn's ASGI send is not its protocol's own"
+        direct = DirectWriter(protocol)
+        if not direct.write("convocore"):
+            return "uvicorn's protocol has moved"
+        direct.flush()
+        direct_bytes = bytes(transport.written[shaken:])
+        await send({"type": "websocket.send", "text": "convocore"})
+        asgi_bytes = bytes(transport.written[shaken + len(direct_bytes) :])
+        if direct_bytes != asgi_bytes or direct_bytes != text_frame("convocore"):
+            return "its frames differ from the ASGI send's"
+        return None
+    finally:
+        protocol.connection_lost(None)
+
+
+_HANDSHAKE = (
+    b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class _Transport:
+    """Just enough of an asyncio transport for the self-test: it keeps what is written."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self._closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...

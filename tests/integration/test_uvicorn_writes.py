@@ -1,0 +1,195 @@
+"""The socket-write accelerator (entrypoints/uvicorn_writes.py) on uvicorn's real websockets
+protocol, driven through a real handshake over an in-memory transport: a socket's frames of one
+round go out together and in order, never after a close, never for a compressing or
+pushing-back socket, one socket's failure stays its own; and the accelerator turns itself off,
+with one warning, where the uvicorn it finds is not the one it was written for."""
+
+import asyncio
+import importlib.metadata
+import logging
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+
+from convocore.application.ports import Ending
+from convocore.entrypoints.sockets import CLOSE_TOO_SLOW, AsgiOutlet
+from convocore.entrypoints.uvicorn_writes import UvicornWrites, text_frame
+
+HANDSHAKE = (
+    b"GET /ws/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+MASKED_CLOSE = bytes([0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xE8 ^ 2])  # a client's close frame, code 1000
+
+
+class Transport:
+    """What uvicorn's protocol writes, kept; ``broken`` makes every write fail."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closing = False
+        self.broken = False
+
+    def write(self, data: bytes) -> None:
+        if self.broken:
+            raise RuntimeError("the handle is closed")
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class Socket:
+    """An accepted socket on uvicorn's protocol: its protocol, transport and the ASGI send the app got."""
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol, transport: Transport, send: Any) -> None:
+        self.protocol, self.transport, self.send = protocol, transport, send
+        self.handshake_bytes = len(transport.written)
+
+    def frames_written(self) -> list[bytes]:
+        return self.transport.written[self.handshake_bytes :]
+
+
+async def accepted(*, deflate: bool = False) -> Socket:
+    sends: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        sends.put_nowait(send)
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    config = Config(app=app, ws="websockets-sansio", lifespan="off", ws_per_message_deflate=deflate, log_config=None)
+    config.load()
+    transport = Transport()
+    protocol = WebSocketsSansIOProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    extension = b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else b""
+    protocol.data_received(HANDSHAKE + extension + b"\r\n")
+    send = await asyncio.wait_for(sends.get(), 5)
+    return Socket(protocol, transport, send)
+
+
+@pytest.fixture
+async def writes() -> UvicornWrites:
+    started = UvicornWrites(enabled=True)
+    await started.start()
+    assert started.enabled  # the self-test passed on this machine's uvicorn
+    return started
+
+
+async def test_a_sockets_frames_of_one_round_are_written_together_in_order(writes: UvicornWrites) -> None:
+    first, second = await accepted(), await accepted()
+    writers = [writes.writer_for(first.send), writes.writer_for(second.send)]
+    assert writers[0] is not None and writers[1] is not None
+
+    for n in range(3):
+        assert writers[0].write(f'{{"n":{n}}}')
+    assert writers[1].write('{"n":9}')
+    assert first.frames_written() == []  # not yet: at the end of this round of the loop
+    await asyncio.sleep(0)
+    assert writers[0].write('{"n":3}')  # the next round
+    await asyncio.sleep(0)
+
+    assert first.frames_written() == [
+        text_frame('{"n":0}') + text_frame('{"n":1}') + text_frame('{"n":2}'),
+        text_frame('{"n":3}'),
+    ]
+    assert second.frames_written() == [text_frame('{"n":9}')]
+
+
+async def test_the_same_bytes_as_the_asgi_send_and_queued_frames_go_before_the_long_way(writes: UvicornWrites) -> None:
+    socket = await accepted()
+    outlet = AsgiOutlet(send=socket.send, close=_no_close, direct=writes.writer_for(socket.send))
+    assert outlet.send('{"n":1}') is None  # taken for the end of the round
+    socket.protocol.pause_writing()  # the client reads slowly: only the ASGI send will do now
+    rest = outlet.send('{"n":2}')
+    assert rest is not None  # uvicorn's send waits for the socket
+    assert socket.frames_written() == [text_frame('{"n":1}')]  # what waited went first
+    socket.protocol.resume_writing()
+    await rest
+    assert socket.frames_written() == [text_frame('{"n":1}'), text_frame('{"n":2}')]  # ASGI's bytes are the same
+
+
+async def test_a_socket_whose_close_handshake_began_gets_no_frame(writes: UvicornWrites) -> None:
+    socket = await accepted()
+    writer = writes.writer_for(socket.send)
+    assert writer is not None and writer.write('{"n":1}')
+    socket.protocol.data_received(MASKED_CLOSE)  # the client closes within the round
+    await asyncio.sleep(0)
+    assert text_frame('{"n":1}') not in socket.frames_written()  # no data frame after a close
+    assert not writer.write('{"n":2}')  # and none taken now
+
+
+async def test_a_compressing_socket_and_another_server_get_no_writer(writes: UvicornWrites) -> None:
+    compressing = await accepted(deflate=True)
+    assert compressing.protocol.conn.extensions  # negotiated in the handshake
+    assert writes.writer_for(compressing.send) is None
+
+    async def another_servers_send(message: dict[str, Any]) -> None: ...
+
+    assert writes.writer_for(another_servers_send) is None
+
+
+async def test_a_socket_that_fails_to_write_does_not_stop_the_others(writes: UvicornWrites) -> None:
+    sockets = [await accepted() for _ in range(3)]
+    sockets[0].transport.broken = True
+    for socket in sockets:
+        writer = writes.writer_for(socket.send)
+        assert writer is not None and writer.write('{"type":"pong"}')
+    await asyncio.sleep(0)  # the round's writes: the first raises, the others go on
+    for socket in sockets[1:]:
+        assert socket.frames_written() == [text_frame('{"type":"pong"}')]
+
+
+async def test_the_close_goes_after_the_frames_taken(writes: UvicornWrites) -> None:
+    socket = await accepted()
+    closed: list[tuple[int, str]] = []
+
+    async def close(code: int, reason: str) -> None:
+        closed.append((code, reason))
+        assert socket.frames_written() == [text_frame("last")]
+
+    outlet = AsgiOutlet(send=socket.send, close=close, direct=writes.writer_for(socket.send))
+    outlet.send("last")
+    await outlet.close(Ending.TOO_SLOW)
+    assert closed == [(CLOSE_TOO_SLOW, Ending.TOO_SLOW.value)]
+
+
+async def test_switched_off_no_socket_gets_a_writer() -> None:
+    socket = await accepted()
+    off = UvicornWrites(enabled=False)
+    await off.start()
+    assert off.writer_for(socket.send) is None
+
+
+async def test_another_uvicorn_turns_it_off_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.99.0" if name == "uvicorn" else real(name))
+    socket = await accepted()
+    writes = UvicornWrites(enabled=True)
+    with caplog.at_level(logging.WARNING, logger="convocore.ws"):
+        await writes.start()
+    assert not writes.enabled and writes.writer_for(socket.send) is None
+    assert [r.getMessage() for r in caplog.records if r.name == "convocore.ws"] == [
+        "socket writes go through ASGI send (the uvicorn accelerator is off: uvicorn 0.99.0 is not the 0.54.x "
+        "it was written for)"
+    ]
+
+
+async def _no_close(code: int, reason: str) -> None: ...
