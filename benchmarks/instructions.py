@@ -1,10 +1,10 @@
-"""Instructions per REST send, counted by callgrind: an A/B for levers smaller than the noise.
+"""Instructions per REST send, counted by callgrind: an A/B for changes smaller than the noise.
 
     python -m benchmarks.instructions [--sends 200] [--route send|history|ws] [--members 10] [--client-ids]
                                       [--pythonpath DIR] [--keep callgrind.out]
 
 CPU time on a shared VM moves by 2x between runs of the same code minutes apart, which hides a
-lever worth 5-10%; an instruction count barely moves. The server (`convocore serve` on its
+change worth 5-10%; an instruction count barely moves. The server (`convocore serve` on its
 default SQLite file, in a temporary directory) runs under `valgrind --tool=callgrind` with
 instrumentation off; one client sets up a user and a group, then instrumentation is switched on
 (`callgrind_control -i on`) for ``--sends`` posts one at a time, and off again. With

@@ -248,7 +248,7 @@ async def history(job: dict[str, Any]) -> dict[str, Any]:
                     if seqs != want:
                         raise RuntimeError(f"{name} page has seqs {seqs[:3]}...{seqs[-3:]}, expected {want[0]}..")
         # Then posts into the same conversation, one at a time: what a post costs at that depth
-        # (it once grew with the history; docs/performance.md, lever 15). Each user stays under
+        # (it once grew with the history; benchmarks/NOTES.md). Each user stays under
         # the send limit (20 per 10 s): at most posts / users each.
         posted: list[float] = []
         for n in range(job["posts"]):

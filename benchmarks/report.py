@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks import harness
 
-PACKAGES = ("litestar", "uvicorn", "websockets", "msgspec", "picows", "uvloop", "sqlalchemy", "aiosqlite", "redis")
+PACKAGES = ("litestar", "uvicorn", "websockets", "msgspec", "picows", "uvloop", "sqlalchemy", "asyncpg", "redis")
 
 
 def machine() -> dict[str, Any]:
@@ -53,7 +53,7 @@ def python_loop_s() -> float:
     """Seconds for a pure-Python loop of ten million additions at module level (as
     ``python -c`` runs it), the best of three: how fast this machine runs Python, so runs on
     different machines of one kind can be told apart (they differ by up to 4x:
-    docs/performance.md, "The machine")."""
+    benchmarks/NOTES.md)."""
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()

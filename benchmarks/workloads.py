@@ -15,7 +15,7 @@ from benchmarks.seed import seed_history
 
 # The ceiling's relays, run one after the other in every shape: the first is the ceiling (the
 # fastest relay written here) that ratios and targets use; the others are reported beside it
-# (benchmarks/relay.py). "websockets" was the ceiling before lever 28.
+# (benchmarks/relay.py). "websockets", the per-frame relay, is run beside it for comparison.
 RELAYS = ("coalesced", "websockets")
 SEND_LIMIT_OFF = {"CONVOCORE_SEND_LIMIT": "1000000"}
 
