@@ -4,7 +4,7 @@ websockets library puts on the wire for the same text."""
 import pytest
 from websockets.frames import Frame, Opcode
 
-from convocore.entrypoints.uvicorn_writes import text_frame
+from convocore.entrypoints.uvicorn_sockets import text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])

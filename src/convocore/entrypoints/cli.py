@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from convocore.entrypoints.uvicorn_sockets import serving_protocol
+
     settings = Settings.from_env(
         host=args.host,
         port=args.port,
@@ -86,7 +88,8 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=None,  # configure_logging did it, for uvicorn's loggers too
         proxy_headers=False,
-        ws="websockets-sansio",
+        # uvicorn's websockets sans-I/O protocol, or the accelerator's lighter subclass of it.
+        ws=serving_protocol(enabled=settings.accelerate),
         ws_ping_interval=settings.ws_ping_interval_s,  # the server pings; a peer that stops answering is closed
         ws_ping_timeout=settings.ws_ping_timeout_s,
         # Frames past our own limit get an error frame; far past it (64x) the server closes the

@@ -25,7 +25,7 @@ from convocore.entrypoints.metrics import process_metrics
 from convocore.entrypoints.present import SocketFrames
 from convocore.entrypoints.security import HttpBudgets
 from convocore.entrypoints.settings import Settings
-from convocore.entrypoints.uvicorn_writes import UvicornWrites
+from convocore.entrypoints.uvicorn_sockets import UvicornWrites
 from convocore.entrypoints.ws import Live
 
 

@@ -41,8 +41,8 @@ class Settings:
     sqlite_busy_timeout_ms: int = 5000
     presence_ttl_s: int = 30
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
-    # Write socket frames straight to uvicorn's transport where it is safe (uvicorn_writes.py);
-    # off, every frame goes through the ASGI send.
+    # The uvicorn accelerator (uvicorn_sockets.py): a lighter WebSocket protocol, and frames
+    # written straight to its transport; off, uvicorn's own protocol and the ASGI send.
     accelerate: bool = True
 
     @property

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, cast
 
 from convocore.application.ports import Ending
-from convocore.entrypoints.uvicorn_writes import DirectWriter
+from convocore.entrypoints.uvicorn_sockets import DirectWriter
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]

@@ -29,7 +29,7 @@ from convocore.entrypoints.sockets import (
     Send,
     is_disconnect,
 )
-from convocore.entrypoints.uvicorn_writes import UvicornWrites
+from convocore.entrypoints.uvicorn_sockets import UvicornWrites
 from convocore.wire import frames as f
 
 log = logging.getLogger("convocore.ws")

@@ -1,8 +1,9 @@
-"""The socket-write accelerator (entrypoints/uvicorn_writes.py) on uvicorn's real websockets
-protocol, driven through a real handshake over an in-memory transport: a socket's frames of one
-round go out together and in order, never after a close, never for a compressing or
-pushing-back socket, one socket's failure stays its own; and the accelerator turns itself off,
-with one warning, where the uvicorn it finds is not the one it was written for."""
+"""The uvicorn accelerator (entrypoints/uvicorn_sockets.py) on uvicorn's real websockets protocol
+and on its lighter subclass, driven through a real handshake over an in-memory transport: a
+socket's frames of one round go out together and in order, never after a close, never for a
+compressing or pushing-back socket, one socket's failure stays its own; the lighter protocol
+lets go of the handshake and still hears the client; and the accelerator turns itself off, with
+one warning, where the uvicorn it finds is not the one it was written for."""
 
 import asyncio
 import importlib.metadata
@@ -16,7 +17,7 @@ from uvicorn.server import ServerState
 
 from convocore.application.ports import Ending
 from convocore.entrypoints.sockets import CLOSE_TOO_SLOW, AsgiOutlet
-from convocore.entrypoints.uvicorn_writes import UvicornWrites, text_frame
+from convocore.entrypoints.uvicorn_sockets import LightProtocol, UvicornWrites, check, serving_protocol, text_frame
 
 HANDSHAKE = (
     b"GET /ws/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -62,20 +63,32 @@ class Socket:
         return self.transport.written[self.handshake_bytes :]
 
 
-async def accepted(*, deflate: bool = False) -> Socket:
+PROTOCOLS = [LightProtocol, WebSocketsSansIOProtocol]
+_protocol_class: list[type[WebSocketsSansIOProtocol]] = [LightProtocol]
+
+
+@pytest.fixture(params=PROTOCOLS, ids=["light", "uvicorn"], autouse=True)
+def protocol_class(request: pytest.FixtureRequest) -> type[WebSocketsSansIOProtocol]:
+    """Every test runs on the accelerator's protocol and on uvicorn's own."""
+    _protocol_class[0] = request.param
+    return request.param  # type: ignore[no-any-return]
+
+
+async def accepted(*, deflate: bool = False, heard: list[Any] | None = None) -> Socket:
     sends: asyncio.Queue[Any] = asyncio.Queue()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
         sends.put_nowait(send)
-        while (await receive())["type"] != "websocket.disconnect":
-            pass
+        while (message := await receive())["type"] != "websocket.disconnect":
+            if heard is not None:
+                heard.append(message)
 
     config = Config(app=app, ws="websockets-sansio", lifespan="off", ws_per_message_deflate=deflate, log_config=None)
     config.load()
     transport = Transport()
-    protocol = WebSocketsSansIOProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol = _protocol_class[0](config=config, server_state=ServerState(), app_state={})
     protocol.connection_made(transport)  # type: ignore[arg-type]
     extension = b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else b""
     protocol.data_received(HANDSHAKE + extension + b"\r\n")
@@ -181,15 +194,32 @@ async def test_another_uvicorn_turns_it_off_with_one_warning(
 ) -> None:
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.99.0" if name == "uvicorn" else real(name))
-    socket = await accepted()
-    writes = UvicornWrites(enabled=True)
-    with caplog.at_level(logging.WARNING, logger="convocore.ws"):
-        await writes.start()
-    assert not writes.enabled and writes.writer_for(socket.send) is None
-    assert [r.getMessage() for r in caplog.records if r.name == "convocore.ws"] == [
-        "socket writes go through ASGI send (the uvicorn accelerator is off: uvicorn 0.99.0 is not the 0.54.x "
-        "it was written for)"
-    ]
+    check.cache_clear()  # the check runs once per process: this test is a process that finds another uvicorn
+    try:
+        socket = await accepted()
+        writes = UvicornWrites(enabled=True)
+        with caplog.at_level(logging.WARNING, logger="convocore.ws"):
+            await writes.start()
+            assert serving_protocol(enabled=True) == "websockets-sansio"
+        assert not writes.enabled and writes.writer_for(socket.send) is None
+        assert [r.getMessage() for r in caplog.records if r.name == "convocore.ws"] == [
+            "the uvicorn accelerator is off, uvicorn's own protocol and ASGI send serve the sockets: "
+            "uvicorn 0.99.0 is not the 0.54.x it was written for"
+        ]
+    finally:
+        check.cache_clear()
+
+
+async def test_the_light_protocol_lets_go_of_the_handshake_and_hears_the_client() -> None:
+    heard: list[Any] = []
+    socket = await accepted(heard=heard)
+    if isinstance(socket.protocol, LightProtocol):
+        assert socket.protocol.request is None and socket.protocol.response is None
+    for text in ("one", "two"):
+        payload = bytes(b ^ m for b, m in zip(text.encode(), b"\x01\x02\x03\x04" * 2, strict=False))
+        socket.protocol.data_received(bytes([0x81, 0x80 | len(text)]) + b"\x01\x02\x03\x04" + payload)
+        await asyncio.sleep(0)
+    assert [m.get("text") for m in heard] == ["one", "two"]
 
 
 async def _no_close(code: int, reason: str) -> None: ...

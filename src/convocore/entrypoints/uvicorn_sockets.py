@@ -1,19 +1,23 @@
-"""Accelerator: socket frames written straight to uvicorn's transport, once per event.
+"""Accelerator: uvicorn's WebSocket protocol, lighter per idle socket and writing frames
+straight to the transport, once per event.
 
-A text frame from server to client is unmasked, so its bytes are the same for every socket it
-goes to: ``text_frame`` builds them once per event (the engine offers one ``str`` to a whole
-room, and the last one built is kept). ``DirectWriter`` hands those bytes to the socket's
-transport and gathers a socket's frames until the event loop's current round is over, then
-writes them in one ``transport.write`` (one system call and one TCP segment for all the frames
-a socket got in that round). Through the ASGI ``send``, uvicorn's websockets protocol re-encodes
-the text and rebuilds the frame for every socket, and writes every frame on its own.
+- **Frames.** A text frame from server to client is unmasked, so its bytes are the same for
+  every socket it goes to: ``text_frame`` builds them once per event (the engine offers one
+  ``str`` to a whole room, and the last one built is kept). ``DirectWriter`` hands them to the
+  socket's transport and gathers a socket's frames until the event loop's current round is
+  over, then writes them in one ``transport.write``. Through the ASGI ``send``, uvicorn's
+  protocol re-encodes the text and rebuilds the frame for every socket, one write each.
+- **Idle sockets.** ``LightProtocol`` (``uvicorn.run(ws=...)``) keeps what uvicorn's own keeps,
+  less: a small inbox and flag in place of an ``asyncio.Queue`` and ``Event`` (five deques), and
+  the handshake's request and response let go once the socket is accepted.
 
 It reaches into uvicorn's protocol object (not a public API), so it is held to what it needs:
 
 - pinned to the uvicorn and websockets releases CI tests (``PINNED``);
-- checked as the app starts (``UvicornWrites.start``): the versions, and a real handshake and
-  frame through uvicorn's protocol on an in-memory transport; otherwise one warning line and
-  every frame goes through the ASGI ``send``;
+- checked before it is used (``check``, once per process): the versions, and a real handshake
+  and frame through ``LightProtocol`` on an in-memory transport, compared with the ASGI
+  ``send``'s bytes; otherwise one warning line, uvicorn's own protocol, and every frame through
+  the ASGI ``send``;
 - used per socket only where it is right: uvicorn's protocol, the handshake done, no extension
   (compression) negotiated, the socket open and not pushing back; anything else goes the ASGI way;
 - switchable off (``CONVOCORE_ACCELERATE=0``), and CI runs the whole suite both ways.
@@ -24,8 +28,12 @@ import importlib.metadata
 import logging
 import struct
 import weakref
+from functools import cache
 from typing import Any
 
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.protocol import State
 
 log = logging.getLogger("convocore.ws")
@@ -132,24 +140,110 @@ class DirectWriter:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
 
+class _Inbox:
+    """The part of ``asyncio.Queue`` uvicorn uses (``put_nowait``, ``get``, ``empty``), for its
+    one reader, the app's ``receive``; it holds a message or two (uvicorn stops reading until
+    the app takes one)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class _Flag:
+    """The part of ``asyncio.Event`` uvicorn uses for "the transport takes writes" (``set``,
+    ``clear``, ``wait``, ``is_set``); set nearly always, so it holds no waiters until one waits.
+    ``wait`` on a set flag finishes without suspending, as the event's does."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
+class LightProtocol(WebSocketsSansIOProtocol):
+    """``uvicorn.run(..., ws=LightProtocol)``: uvicorn's websockets-sansio protocol (its default),
+    holding less per socket."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+
+    def start_keepalive(self) -> None:
+        # Called once the handshake's response is written: the request and response (and their
+        # headers) are not needed after it; the app has the scope. websockets' parser keeps the
+        # request (a local of its generator) for the socket's life, so its headers are emptied.
+        self.request.headers.clear()
+        self.request = self.response = None  # type: ignore[assignment]
+        super().start_keepalive()
+
+
+def serving_protocol(*, enabled: bool) -> type[WebSocketsSansIOProtocol] | str:
+    """What ``convocore serve`` hands ``uvicorn.run(ws=...)``: ``LightProtocol`` where the
+    accelerator is on and its check passes, else uvicorn's own protocol, by name."""
+    return LightProtocol if enabled and check() is None else "websockets-sansio"
+
+
 class UvicornWrites:
-    """The accelerator's switch: ``writer_for`` gives a socket its ``DirectWriter``, or None."""
+    """The accelerator's switch for frames: ``writer_for`` gives a socket its ``DirectWriter``, or None."""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._protocol_class: type[Any] | None = None
 
     async def start(self) -> None:
-        if not self.enabled:
-            return
-        why = _unpinned() or await _self_test()
-        if why is not None:
-            log.warning("socket writes go through ASGI send (the uvicorn accelerator is off: %s)", why)
+        if self.enabled and await asyncio.to_thread(check) is not None:
             self.enabled = False
-            return
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-        self._protocol_class = WebSocketsSansIOProtocol
 
     async def stop(self) -> None:
         return None
@@ -157,12 +251,21 @@ class UvicornWrites:
     def writer_for(self, server_send: Any) -> DirectWriter | None:
         """A writer for the socket whose ASGI ``send`` (the server's own) this is, once it is
         accepted (the handshake settles its extensions for good); None where it would not be right."""
-        protocol = getattr(server_send, "__self__", None)
-        if self._protocol_class is None or not isinstance(protocol, self._protocol_class):
+        if not self.enabled:
             return None
-        if protocol.conn.extensions:
+        protocol = getattr(server_send, "__self__", None)
+        if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.conn.extensions:
             return None
         return DirectWriter(protocol)
+
+
+@cache
+def check() -> str | None:
+    """None if the accelerator may be used in this process, else why not (said once, as a warning)."""
+    why = _unpinned() or asyncio.run(_self_test())
+    if why is not None:
+        log.warning("the uvicorn accelerator is off, uvicorn's own protocol and ASGI send serve the sockets: %s", why)
+    return why
 
 
 def _unpinned() -> str | None:
@@ -177,19 +280,15 @@ def _unpinned() -> str | None:
 
 
 async def _self_test() -> str | None:
-    """A handshake and one frame through uvicorn's own protocol on an in-memory transport:
-    the bytes ``DirectWriter`` writes must be the frame the ASGI ``send`` would have."""
+    """A handshake and one frame through ``LightProtocol`` on an in-memory transport: the bytes
+    ``DirectWriter`` writes must be the frame the ASGI ``send`` writes."""
     try:
         return await asyncio.wait_for(_handshake_and_frame(), timeout=5)
-    except Exception as error:  # whatever moved: the ASGI way it is
+    except Exception as error:  # whatever moved: uvicorn's own ways it is
         return f"the self-test failed: {error!r}"
 
 
 async def _handshake_and_frame() -> str | None:
-    from uvicorn.config import Config
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-    from uvicorn.server import ServerState
-
     accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -201,15 +300,14 @@ async def _handshake_and_frame() -> str | None:
     config = Config(app=app, ws="websockets-sansio", lifespan="off", ws_per_message_deflate=False, log_config=None)
     config.load()
     transport = _Transport()
-    protocol = WebSocketsSansIOProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol = LightProtocol(config=config, server_state=ServerState(), app_state={})
     protocol.connection_made(transport)  # type: ignore[arg-type]
     try:
         protocol.data_received(_HANDSHAKE)
         send = await accepted
+        if getattr(send, "__self__", None) is not protocol or protocol.conn.extensions or protocol.request is not None:
+            return "uvicorn's protocol has moved"
         shaken = len(transport.written)
-        protocol_of_send = getattr(send, "__self__", None)
-        if protocol_of_send is not protocol or protocol.conn.extensions:
-            return "uvicorn's ASGI send is not its protocol's own"
         direct = DirectWriter(protocol)
         if not direct.write("convocore"):
             return "uvicorn's protocol has moved"
