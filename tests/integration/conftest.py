@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from tests.integration.storage import Storage, storage_for
+from tests.support.storage import Storage, storage_for
 
 
 @pytest.fixture

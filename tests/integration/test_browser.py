@@ -11,8 +11,8 @@ import pytest
 
 from convocore.client import ConvocoreClient
 from tests.conftest import IN_CI
-from tests.integration.relay import Outage
-from tests.integration.server import ServerProcess
+from tests.support.relay import Outage
+from tests.support.server import ServerProcess
 
 CHROMIUM = os.environ.get("CONVOCORE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

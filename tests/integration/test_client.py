@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from convocore.client import ApiError, ConvocoreClient, SessionEnded, frames
-from tests.integration.relay import Outage
-from tests.integration.server import ServerProcess
+from tests.support.relay import Outage
+from tests.support.server import ServerProcess
 
 PASSWORD = "correct horse"
 CHEAP_HASHING = {"CONVOCORE_ARGON2_TIME_COST": "1", "CONVOCORE_ARGON2_MEMORY_COST": "1024"}

@@ -13,8 +13,8 @@ import asyncpg
 import httpx
 import websockets
 
-from tests.integration.remote import Account, Remote, next_frame
-from tests.integration.server import ServerProcess
+from tests.support.remote import Account, Remote, next_frame
+from tests.support.server import ServerProcess
 
 
 async def _history(remote: Remote, who: Account, cid: str) -> list[dict[str, object]]:

@@ -13,8 +13,8 @@ from litestar.testing import AsyncTestClient
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.settings import Settings
 from tests.integration.api.conftest import FAST_HASHING, assert_problem
-from tests.integration.remote import Remote, next_frame
-from tests.integration.server import ServerProcess
+from tests.support.remote import Remote, next_frame
+from tests.support.server import ServerProcess
 
 
 async def _client(**settings: Any) -> AsyncIterator[AsyncTestClient[Any]]:

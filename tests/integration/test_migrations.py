@@ -18,7 +18,7 @@ from convocore.adapters.sql.storage import SqlStorage, open_storage
 from convocore.adapters.sql.tables import POSTED_TRIGGER, metadata
 from convocore.domain.users import User
 from convocore.entrypoints.cli import main
-from tests.integration.server import ServerProcess, convocore_command
+from tests.support.server import ServerProcess, convocore_command
 
 TABLES = {"users", "sessions", "conversations", "members", "messages"}
 

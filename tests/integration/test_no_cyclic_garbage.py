@@ -23,7 +23,7 @@ from convocore.application.conversations import StartConversation
 from convocore.application.messages import ListMessages, PostMessage
 from convocore.application.ports import UnitOfWorkFactory
 from convocore.domain.conversations import Kind
-from tests.integration.storage import schema_storage
+from tests.support.storage import schema_storage
 
 
 class _Watched:

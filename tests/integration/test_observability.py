@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.metrics import RequestCounts, _Timings
 from convocore.entrypoints.settings import Settings
-from tests.integration.remote import Remote, assert_closed_with, next_frame
-from tests.integration.scrape import metric, metric_names
-from tests.integration.server import ServerProcess, free_port
-from tests.integration.storage import Storage, storage_for
+from tests.support.remote import Remote, assert_closed_with, next_frame
+from tests.support.scrape import metric, metric_names
+from tests.support.server import ServerProcess, free_port
+from tests.support.storage import Storage, storage_for
 
 FAST_HASHING: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
 OURS = {

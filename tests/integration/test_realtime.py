@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.integration.remote import Account, Remote, assert_closed_with, next_frame, ready, seqs_until
-from tests.integration.scrape import metric
-from tests.integration.server import ServerProcess
-from tests.integration.storage import Storage, storage_for
+from tests.support.remote import Account, Remote, assert_closed_with, next_frame, ready, seqs_until
+from tests.support.scrape import metric
+from tests.support.server import ServerProcess
+from tests.support.storage import Storage, storage_for
 
 SMALL = {
     "CONVOCORE_WS_SEND_QUEUE": "16",

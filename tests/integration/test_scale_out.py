@@ -15,8 +15,8 @@ import redis
 import websockets
 
 from tests.conftest import IN_CI
-from tests.integration.remote import Remote, assert_closed_with, next_frame, ready, seqs_until
-from tests.integration.server import ServerProcess, free_port
+from tests.support.remote import Remote, assert_closed_with, next_frame, ready, seqs_until
+from tests.support.server import ServerProcess, free_port
 
 
 class Cluster:

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from tests.integration.remote import Remote, frames_until, next_frame
-from tests.integration.server import ServerProcess
+from tests.support.remote import Remote, frames_until, next_frame
+from tests.support.server import ServerProcess
 
 
 async def _scenario(remote: Remote) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from convocore.adapters.sql.sqlite_link import BATCH_MAX
 from convocore.adapters.sql.storage import SqlStorage, open_storage
 from convocore.domain.errors import Conflict, Unavailable
 from convocore.domain.users import User
-from tests.integration.storage import schema_storage
+from tests.support.storage import schema_storage
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ from convocore.application.conversations import MarkRead, StartConversation, Upd
 from convocore.application.messages import PostMessage
 from convocore.domain import messages
 from convocore.domain.conversations import Kind
-from tests.integration.storage import schema_storage
+from tests.support.storage import schema_storage
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 from convocore.adapters.sql.storage import SqlStorage
 from convocore.domain.errors import Conflict
 from convocore.domain.users import User
-from tests.integration.storage import schema_storage
+from tests.support.storage import schema_storage
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

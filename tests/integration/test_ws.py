@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.integration.remote import Remote, assert_closed_with, frames_until, next_frame
-from tests.integration.server import ServerProcess
-from tests.integration.storage import storage_for
+from tests.support.remote import Remote, assert_closed_with, frames_until, next_frame
+from tests.support.server import ServerProcess
+from tests.support.storage import storage_for
 
 QUIET = 0.3  # how long "nothing more arrives" is watched for
 

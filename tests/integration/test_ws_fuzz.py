@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.integration.remote import SERVER_FRAME_TYPES
-from tests.integration.server import ServerProcess
+from tests.support.remote import SERVER_FRAME_TYPES
+from tests.support.server import ServerProcess
 
 FRAME_LIMIT = 16_384  # CONVOCORE_WS_MAX_FRAME_BYTES, the default
 SERVER_FRAMES = SERVER_FRAME_TYPES

@@ -3,7 +3,7 @@
 import pytest
 
 from convocore.adapters.system import SystemClock
-from tests.unit.wiring import Chat, FrozenClock
+from tests.support.wiring import Chat, FrozenClock
 
 
 @pytest.fixture

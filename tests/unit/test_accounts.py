@@ -8,7 +8,7 @@ import pytest
 from convocore.application.accounts import Principal, PrincipalCache
 from convocore.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from convocore.domain.events import SessionRevoked
-from tests.unit.wiring import PASSWORD, Chat, FrozenClock
+from tests.support.wiring import PASSWORD, Chat, FrozenClock
 
 
 @pytest.mark.parametrize(

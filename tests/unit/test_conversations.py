@@ -7,7 +7,7 @@ import pytest
 from convocore.domain.conversations import Kind, Role
 from convocore.domain.errors import Forbidden, Invalid, NotFound
 from convocore.domain.events import ConversationUpdated, Event, MemberJoined
-from tests.unit.wiring import Chat
+from tests.support.wiring import Chat
 
 
 async def test_a_direct_conversation_has_both_people_as_plain_members(chat: Chat) -> None:

@@ -5,7 +5,7 @@ import pytest
 from convocore.application.ports import InboxCursor, TitleCursor
 from convocore.domain.errors import Invalid, NotFound
 from convocore.domain.events import ReadMarkerMoved
-from tests.unit.wiring import Chat, FrozenClock
+from tests.support.wiring import Chat, FrozenClock
 
 
 async def test_the_inbox_lists_conversations_by_latest_activity(timed_chat: Chat, clock: FrozenClock) -> None:

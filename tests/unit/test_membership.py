@@ -5,7 +5,7 @@ import pytest
 from convocore.domain.conversations import Role
 from convocore.domain.errors import Forbidden, Invalid, NotFound
 from convocore.domain.events import MemberJoined
-from tests.unit.wiring import Chat
+from tests.support.wiring import Chat
 
 
 @pytest.mark.parametrize("adder", ["owner", "admin"])

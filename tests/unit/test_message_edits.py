@@ -4,7 +4,7 @@ import pytest
 
 from convocore.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from convocore.domain.events import MessageDeleted, MessageUpdated
-from tests.unit.wiring import Chat
+from tests.support.wiring import Chat
 
 
 async def test_the_author_edits_a_message(chat: Chat) -> None:

@@ -4,7 +4,7 @@ import pytest
 
 from convocore.domain.errors import Invalid
 from convocore.domain.users import User
-from tests.unit.wiring import Chat
+from tests.support.wiring import Chat
 
 
 async def ten_messages(chat: Chat) -> tuple[str, User]:

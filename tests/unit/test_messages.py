@@ -6,7 +6,7 @@ import pytest
 
 from convocore.domain.errors import Invalid, NotFound
 from convocore.domain.events import MessageCreated
-from tests.unit.wiring import Chat
+from tests.support.wiring import Chat
 
 
 async def test_posting_stores_the_message_and_announces_it(chat: Chat) -> None:

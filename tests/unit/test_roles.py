@@ -5,7 +5,7 @@ import pytest
 from convocore.domain.conversations import Role
 from convocore.domain.errors import Forbidden, NotFound
 from convocore.domain.events import MemberLeft, MemberRoleChanged
-from tests.unit.wiring import Chat, FrozenClock
+from tests.support.wiring import Chat, FrozenClock
 
 
 async def test_an_admin_removes_a_plain_member(chat: Chat) -> None:

@@ -11,8 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.settings import Settings
-from tests.integration.remote import Account
-from tests.integration.storage import storage_for
+from tests.support.remote import Account
+from tests.support.storage import storage_for
 
 FAST_HASHING: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
 GENEROUS_LIMITS: dict[str, Any] = {

@@ -15,7 +15,7 @@ from convocore.entrypoints.app import create_app
 from convocore.entrypoints.asyncapi import asyncapi_document, asyncapi_schema
 from convocore.entrypoints.settings import Settings
 from convocore.wire import frames as f
-from tests.integration.remote import SERVER_FRAME_TYPES
+from tests.support.remote import SERVER_FRAME_TYPES
 
 CLIENT_TAGS = {"message.send", "ping", "typing", "resume"}
 SERVER_TAGS = set(SERVER_FRAME_TYPES)

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 
-from tests.integration.server import free_port
+from tests.support.server import free_port
 
 
 class Outage:
