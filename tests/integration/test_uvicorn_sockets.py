@@ -8,6 +8,7 @@ one warning, where the uvicorn it finds is not the one it was written for."""
 import asyncio
 import importlib.metadata
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -67,11 +68,20 @@ PROTOCOLS = [LightProtocol, WebSocketsSansIOProtocol]
 _protocol_class: list[type[WebSocketsSansIOProtocol]] = [LightProtocol]
 
 
+_opened: list[WebSocketsSansIOProtocol] = []
+
+
 @pytest.fixture(params=PROTOCOLS, ids=["light", "uvicorn"], autouse=True)
-def protocol_class(request: pytest.FixtureRequest) -> type[WebSocketsSansIOProtocol]:
-    """Every test runs on the accelerator's protocol and on uvicorn's own."""
+async def protocol_class(request: pytest.FixtureRequest) -> AsyncIterator[type[WebSocketsSansIOProtocol]]:
+    """Every test runs on the accelerator's protocol and on uvicorn's own; its sockets are
+    closed afterwards (their apps end)."""
     _protocol_class[0] = request.param
-    return request.param  # type: ignore[no-any-return]
+    yield request.param
+    while _opened:
+        protocol = _opened.pop()
+        if not protocol.disconnected:
+            protocol.connection_lost(None)
+    await asyncio.sleep(0.01)
 
 
 async def accepted(*, deflate: bool = False, heard: list[Any] | None = None) -> Socket:
@@ -89,6 +99,7 @@ async def accepted(*, deflate: bool = False, heard: list[Any] | None = None) -> 
     config.load()
     transport = Transport()
     protocol = _protocol_class[0](config=config, server_state=ServerState(), app_state={})
+    _opened.append(protocol)
     protocol.connection_made(transport)  # type: ignore[arg-type]
     extension = b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else b""
     protocol.data_received(HANDSHAKE + extension + b"\r\n")
