@@ -19,9 +19,8 @@ _V4_SET = (0x4 << 76) | (0x2 << 62)
 
 class UuidGenerator:
     def new_id(self) -> str:
-        """``str(uuid.uuid4())`` without the ``UUID`` object (a third of the time: every post
-        takes one): 122 random bits from ``os.urandom``, as ``uuid4`` draws them, in its
-        canonical text form."""
+        """``str(uuid.uuid4())`` without building a ``UUID`` object (every post takes one): 122
+        random bits from ``os.urandom``, as ``uuid4`` draws them, in its canonical text form."""
         digits = (int.from_bytes(os.urandom(16)) & ~_V4_FIXED | _V4_SET).to_bytes(16).hex()
         return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 

@@ -119,7 +119,7 @@ class Principal:
 
 class PrincipalCache:
     """Tokens this process accepted in the last ``ttl_s`` seconds, so that a request does not
-    read its session row again (that read was a sixth of a REST send's CPU).
+    read its session row again (a read per request is a large share of a small request).
 
     Logging out and refreshing in this process forget the session at once. A session ended
     through *another* process is forgotten here when the entry runs out: for at most ``ttl_s``

@@ -13,7 +13,7 @@ from convocore.domain.users import AuthSession, User
 Values = dict[str, Any]
 Row = Mapping[Any, Any]  # read by column name or by ``Column`` (statements.Row)
 # Stored text to enum member by a dict lookup: calling the enum (``Role(text)``) runs
-# ``EnumType.__call__`` in Python, ~25x the lookup, and a post reads a kind and a role. Anything
+# ``EnumType.__call__`` in Python, many times the lookup, and a post reads a kind and a role. Anything
 # else goes through the call, which raises as before.
 _KINDS: dict[Any, Kind] = {kind.value: kind for kind in Kind}
 _ROLES: dict[Any, Role] = {role.value: role for role in Role}

@@ -112,8 +112,8 @@ def _sqlite_bind(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; pass an aware one")
     if value.tzinfo is UTC:
-        # msgspec writes "YYYY-MM-DDTHH:MM:SS.ffffffZ" (quoted) in C, a sixth of isoformat's
-        # cost; it leaves the fraction out when it is zero.
+        # msgspec writes "YYYY-MM-DDTHH:MM:SS.ffffffZ" (quoted) in C, far cheaper than
+        # isoformat; it leaves the fraction out when it is zero.
         encoded = _encode(value)
         if len(encoded) == _ENCODED_LENGTH:
             text = encoded[1:27].decode().replace("T", " ")
