@@ -10,7 +10,7 @@ Three servers on the same stack as Convocore:
 - ``coalesced`` (the ceiling, the fastest relay written here): a ``websockets`` server whose
   frame bytes are built once per message, and whose sockets' frames are gathered for the event
   loop's current round and written in one ``transport.write`` each at its end, as Convocore's
-  own sockets do (``entrypoints/uvicorn_writes.py``). Writing to the transport directly skips websockets' own
+  own sockets do (``entrypoints/uvicorn_sockets.py``). Writing to the transport directly skips websockets' own
   bookkeeping: fine here, where every frame is a complete text frame to an open socket.
 - ``websockets``: the same server writing each frame to each socket at once
   (``websockets.broadcast``): the per-frame relay, run beside the ceiling for comparison.
@@ -47,7 +47,7 @@ class Rooms:
 
 def text_frame(text: str) -> bytes:
     """An unfragmented, unmasked text frame (server to client), as websockets would build it.
-    (Convocore's ``uvicorn_writes.text_frame`` does the same; the relay uses none of Convocore's code.)"""
+    (Convocore's ``uvicorn_sockets.text_frame`` does the same; the relay uses none of Convocore's code.)"""
     payload = text.encode()
     size = len(payload)
     if size < 126:

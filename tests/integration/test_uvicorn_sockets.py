@@ -18,7 +18,14 @@ from uvicorn.server import ServerState
 
 from convocore.application.ports import Ending
 from convocore.entrypoints.sockets import CLOSE_TOO_SLOW, AsgiOutlet
-from convocore.entrypoints.uvicorn_sockets import LightProtocol, UvicornWrites, check, serving_protocol, text_frame
+from convocore.entrypoints.uvicorn_sockets import (
+    DirectOutlet,
+    LightProtocol,
+    UvicornWrites,
+    check,
+    serving_protocol,
+    text_frame,
+)
 
 HANDSHAKE = (
     b"GET /ws/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -49,8 +56,13 @@ class Transport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
 
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
+    paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
 
 
 class Socket:
@@ -81,16 +93,20 @@ async def protocol_class(request: pytest.FixtureRequest) -> AsyncIterator[type[W
         protocol = _opened.pop()
         if not protocol.disconnected:
             protocol.connection_lost(None)
+        for task in protocol.tasks:  # an app that stopped reading never hears the disconnect
+            task.cancel()
     await asyncio.sleep(0.01)
 
 
-async def accepted(*, deflate: bool = False, heard: list[Any] | None = None) -> Socket:
+async def accepted(*, deflate: bool = False, heard: list[Any] | None = None, reads: bool = True) -> Socket:
     sends: asyncio.Queue[Any] = asyncio.Queue()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
         sends.put_nowait(send)
+        if not reads:  # an app that takes no more messages
+            await asyncio.Event().wait()
         while (message := await receive())["type"] != "websocket.disconnect":
             if heard is not None:
                 heard.append(message)
@@ -117,15 +133,14 @@ async def writes() -> UvicornWrites:
 
 async def test_a_sockets_frames_of_one_round_are_written_together_in_order(writes: UvicornWrites) -> None:
     first, second = await accepted(), await accepted()
-    writers = [writes.writer_for(first.send), writes.writer_for(second.send)]
-    assert writers[0] is not None and writers[1] is not None
+    outlets = [direct(writes, first), direct(writes, second)]
 
     for n in range(3):
-        assert writers[0].write(f'{{"n":{n}}}')
-    assert writers[1].write('{"n":9}')
+        assert outlets[0].send(f'{{"n":{n}}}') is None
+    assert outlets[1].send('{"n":9}') is None
     assert first.frames_written() == []  # not yet: at the end of this round of the loop
     await asyncio.sleep(0)
-    assert writers[0].write('{"n":3}')  # the next round
+    assert outlets[0].send('{"n":3}') is None  # the next round
     await asyncio.sleep(0)
 
     assert first.frames_written() == [
@@ -137,7 +152,7 @@ async def test_a_sockets_frames_of_one_round_are_written_together_in_order(write
 
 async def test_the_same_bytes_as_the_asgi_send_and_queued_frames_go_before_the_long_way(writes: UvicornWrites) -> None:
     socket = await accepted()
-    outlet = AsgiOutlet(send=socket.send, close=_no_close, direct=writes.writer_for(socket.send))
+    outlet = direct(writes, socket)
     assert outlet.send('{"n":1}') is None  # taken for the end of the round
     socket.protocol.pause_writing()  # the client reads slowly: only the ASGI send will do now
     rest = outlet.send('{"n":2}')
@@ -150,30 +165,30 @@ async def test_the_same_bytes_as_the_asgi_send_and_queued_frames_go_before_the_l
 
 async def test_a_socket_whose_close_handshake_began_gets_no_frame(writes: UvicornWrites) -> None:
     socket = await accepted()
-    writer = writes.writer_for(socket.send)
-    assert writer is not None and writer.write('{"n":1}')
+    outlet = direct(writes, socket)
+    assert outlet.send('{"n":1}') is None
     socket.protocol.data_received(MASKED_CLOSE)  # the client closes within the round
     await asyncio.sleep(0)
     assert text_frame('{"n":1}') not in socket.frames_written()  # no data frame after a close
-    assert not writer.write('{"n":2}')  # and none taken now
+    assert outlet.send('{"n":2}') is None  # the long way now, which writes no data frame either
+    assert text_frame('{"n":2}') not in socket.frames_written()
 
 
-async def test_a_compressing_socket_and_another_server_get_no_writer(writes: UvicornWrites) -> None:
+async def test_a_compressing_socket_and_another_server_get_the_plain_outlet(writes: UvicornWrites) -> None:
     compressing = await accepted(deflate=True)
     assert compressing.protocol.conn.extensions  # negotiated in the handshake
-    assert writes.writer_for(compressing.send) is None
+    assert isinstance(writes.outlet_for(compressing.send, _no_close), AsgiOutlet)
 
     async def another_servers_send(message: dict[str, Any]) -> None: ...
 
-    assert writes.writer_for(another_servers_send) is None
+    assert isinstance(writes.outlet_for(another_servers_send, _no_close), AsgiOutlet)
 
 
 async def test_a_socket_that_fails_to_write_does_not_stop_the_others(writes: UvicornWrites) -> None:
     sockets = [await accepted() for _ in range(3)]
     sockets[0].transport.broken = True
     for socket in sockets:
-        writer = writes.writer_for(socket.send)
-        assert writer is not None and writer.write('{"type":"pong"}')
+        assert direct(writes, socket).send('{"type":"pong"}') is None
     await asyncio.sleep(0)  # the round's writes: the first raises, the others go on
     for socket in sockets[1:]:
         assert socket.frames_written() == [text_frame('{"type":"pong"}')]
@@ -187,17 +202,18 @@ async def test_the_close_goes_after_the_frames_taken(writes: UvicornWrites) -> N
         closed.append((code, reason))
         assert socket.frames_written() == [text_frame("last")]
 
-    outlet = AsgiOutlet(send=socket.send, close=close, direct=writes.writer_for(socket.send))
+    outlet = writes.outlet_for(socket.send, close)
+    assert isinstance(outlet, DirectOutlet)
     outlet.send("last")
     await outlet.close(Ending.TOO_SLOW)
     assert closed == [(CLOSE_TOO_SLOW, Ending.TOO_SLOW.value)]
 
 
-async def test_switched_off_no_socket_gets_a_writer() -> None:
+async def test_switched_off_every_socket_gets_the_plain_outlet() -> None:
     socket = await accepted()
     off = UvicornWrites(enabled=False)
     await off.start()
-    assert off.writer_for(socket.send) is None
+    assert isinstance(off.outlet_for(socket.send, _no_close), AsgiOutlet)
 
 
 async def test_another_uvicorn_turns_it_off_with_one_warning(
@@ -212,7 +228,7 @@ async def test_another_uvicorn_turns_it_off_with_one_warning(
         with caplog.at_level(logging.WARNING, logger="convocore.ws"):
             await writes.start()
             assert serving_protocol(enabled=True) == "websockets-sansio"
-        assert not writes.enabled and writes.writer_for(socket.send) is None
+        assert not writes.enabled and isinstance(writes.outlet_for(socket.send, _no_close), AsgiOutlet)
         assert [r.getMessage() for r in caplog.records if r.name == "convocore.ws"] == [
             "the uvicorn accelerator is off, uvicorn's own protocol and ASGI send serve the sockets: "
             "uvicorn 0.99.0 is not the 0.54.x it was written for"
@@ -233,4 +249,21 @@ async def test_the_light_protocol_lets_go_of_the_handshake_and_hears_the_client(
     assert [m.get("text") for m in heard] == ["one", "two"]
 
 
+async def test_reading_stops_once_messages_wait_unread() -> None:
+    """uvicorn's protocol stops reading at the first message the app has not taken; the light
+    one at the second (the app usually waits in receive already): either way, bounded."""
+    socket = await accepted(reads=False)
+    frames = [bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2]) for _ in range(2)]
+    socket.protocol.data_received(frames[0])
+    assert socket.transport.paused is not isinstance(socket.protocol, LightProtocol)
+    socket.protocol.data_received(frames[1])
+    assert socket.transport.paused
+
+
 async def _no_close(code: int, reason: str) -> None: ...
+
+
+def direct(writes: UvicornWrites, socket: Socket) -> DirectOutlet:
+    outlet = writes.outlet_for(socket.send, _no_close)
+    assert isinstance(outlet, DirectOutlet)
+    return outlet

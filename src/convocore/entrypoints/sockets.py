@@ -1,12 +1,11 @@
 """A live socket's sending side, the real-time engine's ``Outlet``: data frames through the ASGI
-server's own ``send`` (or, where the accelerator may, straight to uvicorn's transport), the
-close through the framework, which keeps the socket's state."""
+server's own ``send``, the close through the framework, which keeps the socket's state. (Where
+the accelerator may, ``uvicorn_sockets.DirectOutlet`` writes frames to uvicorn's transport.)"""
 
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, cast
 
 from convocore.application.ports import Ending
-from convocore.entrypoints.uvicorn_sockets import DirectWriter
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -34,17 +33,12 @@ def is_disconnect(error: BaseException) -> bool:
 
 
 class AsgiOutlet:
-    __slots__ = ("_close", "_direct", "_send")
+    __slots__ = ("_close", "_send")
 
-    def __init__(self, *, send: Send, close: Close, direct: DirectWriter | None = None) -> None:
-        self._send, self._close, self._direct = send, close, direct
+    def __init__(self, *, send: Send, close: Close) -> None:
+        self._send, self._close = send, close
 
     def send(self, frame: str) -> Awaitable[None] | None:
-        direct = self._direct
-        if direct is not None:
-            if direct.write(frame):
-                return None
-            direct.flush()  # what waits goes first
         try:
             return _step(self._send({"type": "websocket.send", "text": frame}))
         except Exception as error:
@@ -53,8 +47,6 @@ class AsgiOutlet:
             raise
 
     async def close(self, ending: Ending) -> None:
-        if self._direct is not None:  # frames taken this round go before the close
-            self._direct.flush()
         await self._close(CLOSE_CODES[ending], ending.value)
 
 

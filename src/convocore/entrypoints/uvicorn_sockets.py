@@ -3,13 +3,14 @@ straight to the transport, once per event.
 
 - **Frames.** A text frame from server to client is unmasked, so its bytes are the same for
   every socket it goes to: ``text_frame`` builds them once per event (the engine offers one
-  ``str`` to a whole room, and the last one built is kept). ``DirectWriter`` hands them to the
+  ``str`` to a whole room, and the last one built is kept). ``DirectOutlet`` hands them to the
   socket's transport and gathers a socket's frames until the event loop's current round is
   over, then writes them in one ``transport.write``. Through the ASGI ``send``, uvicorn's
   protocol re-encodes the text and rebuilds the frame for every socket, one write each.
 - **Idle sockets.** ``LightProtocol`` (``uvicorn.run(ws=...)``) keeps what uvicorn's own keeps,
   less: a small inbox and flag in place of an ``asyncio.Queue`` and ``Event`` (five deques), and
-  the handshake's request and response let go once the socket is accepted.
+  the handshake's request and response let go once the socket is accepted; and it stops reading
+  a socket only once two messages wait for the app, not at every one.
 
 It reaches into uvicorn's protocol object (not a public API), so it is held to what it needs:
 
@@ -28,6 +29,7 @@ import importlib.metadata
 import logging
 import struct
 import weakref
+from collections.abc import Awaitable
 from functools import cache
 from typing import Any
 
@@ -35,6 +37,9 @@ from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.protocol import State
+
+from convocore.application.ports import Ending
+from convocore.entrypoints.sockets import AsgiOutlet, Close, Send
 
 log = logging.getLogger("convocore.ws")
 
@@ -67,9 +72,9 @@ class _Round:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._writers: list[DirectWriter] = []
+        self._writers: list[DirectOutlet] = []
 
-    def add(self, writer: "DirectWriter") -> None:
+    def add(self, writer: "DirectOutlet") -> None:
         if not self._writers:
             self._loop.call_soon(self._flush)
         self._writers.append(writer)
@@ -94,18 +99,20 @@ def _round() -> _Round:
     return found
 
 
-class DirectWriter:
-    __slots__ = ("_out", "_protocol", "_round")
+class DirectOutlet:
+    """A socket's ``Outlet`` that writes frames straight to uvicorn's transport, a round's
+    frames in one write; anything it may not write (the socket pushing back or closing) goes
+    the ASGI way (``fallback``), after what waits."""
 
-    def __init__(self, protocol: Any) -> None:
-        self._protocol = protocol
+    __slots__ = ("_fallback", "_out", "_protocol", "_round")
+
+    def __init__(self, protocol: Any, fallback: AsgiOutlet) -> None:
+        self._protocol, self._fallback = protocol, fallback
         self._out: list[bytes] | None = None  # frames waiting for the end of the round
         self._round: _Round | None = None
 
-    def write(self, text: str) -> bool:
-        """Take ``text`` as one frame, written at the end of this round of the loop, or say
-        False (nothing taken): the caller goes the ASGI way. The close handshake's state is
-        left to ``flush``, which writes nothing once it is not OPEN."""
+    def send(self, frame: str) -> Awaitable[None] | None:
+        # The close handshake's state is left to ``flush``, which writes nothing once it is not OPEN.
         protocol = self._protocol
         if (
             protocol.close_sent
@@ -113,9 +120,10 @@ class DirectWriter:
             or not protocol.writable.is_set()
             or protocol.transport.is_closing()
         ):
-            return False
+            self.flush()  # what waits goes first
+            return self._fallback.send(frame)
         last = _last  # text_frame's own first step, without the call: a room's sockets share one event
-        data = last[1] if last[0] is text else text_frame(text)
+        data = last[1] if last[0] is frame else text_frame(frame)
         out = self._out
         if out is None:
             self._out = [data]
@@ -124,7 +132,11 @@ class DirectWriter:
             self._round.add(self)
         else:
             out.append(data)
-        return True
+        return None
+
+    async def close(self, ending: Ending) -> None:
+        self.flush()  # frames taken this round go before the close
+        await self._fallback.close(ending)
 
     def flush(self) -> None:
         """Write what waits, now. A socket that began closing since gets none of it: no data
@@ -220,6 +232,20 @@ class LightProtocol(WebSocketsSansIOProtocol):
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
 
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn stops reading a socket at every message it hands the app and starts again once
+        # the app takes it: two changes of the socket's registration with the event loop per
+        # message, even when the app already waits in ``receive``. Here reading stops only once a
+        # second message waits; what a socket holds unread stays bounded (two messages).
+        if self.read_paused or not self.queue.empty():
+            super().send_receive_event_to_app()  # a message already waits: uvicorn's own rule
+            return
+        self.read_paused = True  # so uvicorn's method leaves reading on for this one
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = False
+
     def start_keepalive(self) -> None:
         # Called once the handshake's response is written: the request and response (and their
         # headers) are not needed after it; the app has the scope. websockets' parser keeps the
@@ -236,7 +262,8 @@ def serving_protocol(*, enabled: bool) -> type[WebSocketsSansIOProtocol] | str:
 
 
 class UvicornWrites:
-    """The accelerator's switch for frames: ``writer_for`` gives a socket its ``DirectWriter``, or None."""
+    """The accelerator's switch for frames: ``outlet_for`` gives a socket a ``DirectOutlet``
+    where it may, else the plain ``AsgiOutlet``."""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
@@ -248,15 +275,16 @@ class UvicornWrites:
     async def stop(self) -> None:
         return None
 
-    def writer_for(self, server_send: Any) -> DirectWriter | None:
-        """A writer for the socket whose ASGI ``send`` (the server's own) this is, once it is
-        accepted (the handshake settles its extensions for good); None where it would not be right."""
+    def outlet_for(self, server_send: Send, close: Close) -> DirectOutlet | AsgiOutlet:
+        """The outlet of the socket whose ASGI ``send`` (the server's own) this is, once it is
+        accepted (the handshake settles its extensions for good)."""
+        plain = AsgiOutlet(send=server_send, close=close)
         if not self.enabled:
-            return None
+            return plain
         protocol = getattr(server_send, "__self__", None)
         if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.conn.extensions:
-            return None
-        return DirectWriter(protocol)
+            return plain
+        return DirectOutlet(protocol, plain)
 
 
 @cache
@@ -281,7 +309,7 @@ def _unpinned() -> str | None:
 
 async def _self_test() -> str | None:
     """A handshake and one frame through ``LightProtocol`` on an in-memory transport: the bytes
-    ``DirectWriter`` writes must be the frame the ASGI ``send`` writes."""
+    ``DirectOutlet`` writes must be the frame the ASGI ``send`` writes."""
     try:
         return await asyncio.wait_for(_handshake_and_frame(), timeout=5)
     except Exception as error:  # whatever moved: uvicorn's own ways it is
@@ -308,8 +336,8 @@ async def _handshake_and_frame() -> str | None:
         if getattr(send, "__self__", None) is not protocol or protocol.conn.extensions or protocol.request is not None:
             return "uvicorn's protocol has moved"
         shaken = len(transport.written)
-        direct = DirectWriter(protocol)
-        if not direct.write("convocore"):
+        direct = DirectOutlet(protocol, AsgiOutlet(send=send, close=_no_close))
+        if direct.send("convocore") is not None:
             return "uvicorn's protocol has moved"
         direct.flush()
         direct_bytes = bytes(transport.written[shaken:])
@@ -320,6 +348,10 @@ async def _handshake_and_frame() -> str | None:
         return None
     finally:
         protocol.connection_lost(None)
+
+
+async def _no_close(code: int, reason: str) -> None:
+    return None
 
 
 _HANDSHAKE = (

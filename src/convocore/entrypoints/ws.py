@@ -25,7 +25,6 @@ from convocore.entrypoints.sockets import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
     SERVER_SEND,
-    AsgiOutlet,
     Send,
     is_disconnect,
 )
@@ -96,9 +95,8 @@ async def _run(
 ) -> None:
     # The server's own send, which app.py puts in the scope (the framework's, in an app that is not served).
     server_send = cast("Send", socket.scope.get(SERVER_SEND) or socket.send)
-    outlet = AsgiOutlet(send=server_send, close=socket.close, direct=live.writes.writer_for(server_send))
     stream = Stream(
-        outlet=outlet,
+        outlet=live.writes.outlet_for(server_send, socket.close),
         user_id=principal.user_id,
         session_id=principal.session_id,
         expires_at=principal.expires_at,
