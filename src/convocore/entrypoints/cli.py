@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+    from convocore.entrypoints.read_deadlines import Deadlines, ReadDeadlines
     from convocore.entrypoints.uvicorn_sockets import serving_protocol
 
     settings = Settings.from_env(
@@ -81,6 +83,7 @@ def serve(args: argparse.Namespace) -> int:
     live = f"Redis at {settings.redis_url}" if settings.redis_url else "this process only"
     log = logging.getLogger("convocore")
     log.info("convocore %s storing in %s; live delivery: %s", __version__, where, live)
+    deadlines = Deadlines(settings.http_header_timeout_s, settings.http_body_timeout_s, settings.http_body_min_rate)
     uvicorn.run(
         served_app(settings),
         host=settings.host,
@@ -88,6 +91,11 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=None,  # configure_logging did it, for uvicorn's loggers too
         proxy_headers=False,
+        # uvicorn's own HTTP protocol (httptools, or h11 without it), behind read deadlines.
+        http=ReadDeadlines.around(AutoHTTPProtocol, deadlines),
+        # Connections (HTTP and WebSocket) past the cap are answered 503 rather than accepted
+        # until the process runs out of file descriptors.
+        limit_concurrency=connection_cap(settings.max_connections),
         # uvicorn's websockets sans-I/O protocol, or the accelerator's lighter subclass of it.
         ws=serving_protocol(enabled=settings.accelerate),
         ws_ping_interval=settings.ws_ping_interval_s,  # the server pings; a peer that stops answering is closed
@@ -100,6 +108,28 @@ def serve(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False,
     )
     return 0
+
+
+def connection_cap(wanted: int) -> int:
+    """The connection cap this process can honour: the soft file-descriptor limit is raised to
+    fit ``wanted`` connections and some room for the database, logs and Redis (up to the hard
+    limit); where the hard limit is lower, the cap is lowered to fit, with a warning."""
+    import resource
+
+    room = 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + room
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft = raised
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        fitted = max(soft - room, 1)
+        logging.getLogger("convocore").warning(
+            "max_connections %d lowered to %d: the file-descriptor limit is %d", wanted, fitted, soft
+        )
+        return fitted
+    return wanted
 
 
 def served_app(settings: Settings) -> "Litestar":

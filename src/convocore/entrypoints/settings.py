@@ -27,8 +27,13 @@ class Settings:
     argon2_time_cost: int | None = None
     argon2_memory_cost: int | None = None
     max_request_bytes: int = 64 * 1024
+    max_connections: int = 10_000  # HTTP and WebSocket, per process; past it new ones get 503
+    http_header_timeout_s: float = 20.0  # a request head must arrive within this of its start
+    http_body_timeout_s: float = 20.0  # a body within this of its head, plus a second per ...
+    http_body_min_rate: int = 500  # ... this many bytes received
     ws_max_frame_bytes: int = 16 * 1024
     ws_send_queue: int = 1024
+    ws_max_sockets_per_user: int = 16  # live sockets a person may hold on one process
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
     resync_limit: int = 500
@@ -39,6 +44,7 @@ class Settings:
     auth_rate_per_minute: int = 20  # register, login and token refresh, per client IP
     http_rate_per_minute: int = 1200  # any authenticated HTTP request, per access token
     sqlite_busy_timeout_ms: int = 5000
+    sqlite_synchronous: str = "full"  # or "normal": survives a killed process, not a power cut
     presence_ttl_s: int = 30
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     # The uvicorn accelerator (uvicorn_sockets.py): a lighter WebSocket protocol, and frames
