@@ -49,6 +49,8 @@ def test_quick_run_of_every_workload(tmp_path: Path, postgres_url: str, redis_ur
     assert rest["acked"] > 0 and rest["msgs_per_s"] > 0 and rest["p50_ms"] > 0 and rest["p99_ms"] > 0
     assert rest["statuses"] == {"201": rest["acked"]}
     assert rest["durable"] == {"acked": rest["acked"], "stored_after_kill": rest["acked"], "missing": 0}
+    normal = rest["synchronous_normal"]  # the faster SQLite setting, measured beside the default
+    assert normal["acked"] > 0 and normal["durable"]["missing"] == 0
 
     for where in ("newest", "deep", "post"):
         assert workloads["history"][where]["p50_ms"] > 0 and workloads["history"][where]["p99_ms"] > 0

@@ -38,7 +38,11 @@ def convocore_command() -> list[str]:
 class ServerProcess:
     """One server; stopped by its own PID, never by name."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, under: tuple[str, ...] = ()
+    ) -> None:
+        """``under``: a command the server runs under (``strace -f ...``), given its command line."""
+        self.under = under
         self.port = free_port()
         self.args = args
         self.env = {**os.environ, **GENEROUS_LIMITS, **MIGRATED, **(env or {})}
@@ -55,7 +59,16 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> "ServerProcess":
-        command = [*convocore_command(), "serve", "--port", str(self.port), "--log-level", "warning", *self.args]
+        command = [
+            *self.under,
+            *convocore_command(),
+            "serve",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *self.args,
+        ]
         self.log_path = Path(self.cwd or ".") / f"server-{self.port}.log"
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)

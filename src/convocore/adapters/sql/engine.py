@@ -26,7 +26,11 @@ _SQLITE_DRIVERS = frozenset({"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"})
 _POSTGRES_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+asyncpg"})
 # wal_autocheckpoint: the serving connection checkpoints by itself (on the loop, after a commit)
 # only once the WAL reaches 4,000 pages; below that, ``WalCheckpointer`` does it from a thread.
-_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=4000")
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "wal_autocheckpoint=4000")
+# FULL: a commit returns once the WAL is synced to disk, so what was acknowledged survives a power
+# cut (group commit shares one sync among the units of a round). NORMAL: it survives the process
+# being killed, not the machine losing power; faster.
+SYNCHRONOUS = ("full", "normal")
 
 
 def backend_of(url: str) -> str:
@@ -39,7 +43,7 @@ def backend_of(url: str) -> str:
     raise ValueError(f"unsupported database URL {driver!r}: use sqlite:///FILE or postgresql://...")
 
 
-def sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
+def sqlite_engine(url: str, *, busy_timeout_ms: int, synchronous: str = "full") -> Engine:
     """A sync engine on ``sqlite3``. An in-memory database lives in one connection, which every
     user of the engine shares (``StaticPool``); a file's pool opens connections as asked."""
     parsed = make_url(url).set(drivername="sqlite+pysqlite")
@@ -49,16 +53,18 @@ def sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         poolclass=StaticPool if memory else None,
         connect_args={"check_same_thread": False},
     )
-    event.listen(engine, "connect", lambda connection, _: configure_sqlite(connection, busy_timeout_ms))
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"SQLite synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}")
+    event.listen(engine, "connect", lambda connection, _: configure_sqlite(connection, busy_timeout_ms, synchronous))
     event.listen(engine, "begin", _begin_immediate)
     return engine
 
 
-def configure_sqlite(connection: sqlite3.Connection, busy_timeout_ms: int) -> None:
+def configure_sqlite(connection: sqlite3.Connection, busy_timeout_ms: int, synchronous: str = "full") -> None:
     # No transactions begun by the sqlite3 module behind our back (it would skip BEGIN before a
     # SELECT, so a read would not share its unit's transaction): units of work begin their own.
     connection.isolation_level = None
-    for pragma in (*_SQLITE_PRAGMAS, f"busy_timeout={int(busy_timeout_ms)}"):
+    for pragma in (*_SQLITE_PRAGMAS, f"synchronous={synchronous.upper()}", f"busy_timeout={int(busy_timeout_ms)}"):
         connection.execute(f"PRAGMA {pragma}").close()
 
 

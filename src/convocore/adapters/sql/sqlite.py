@@ -25,10 +25,18 @@ class SqliteStorage:
 
     dialect_name = "sqlite"
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, turn_timeout_s: float = TURN_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        synchronous: str = "full",
+        turn_timeout_s: float = TURN_TIMEOUT_S,
+    ) -> None:
         """``busy_timeout_ms``: how long a write waits for another process's lock on the file;
-        ``turn_timeout_s``: how long a unit of work waits for its turn at the connection."""
-        self.engine = sqlite_engine(url, busy_timeout_ms=busy_timeout_ms)
+        ``synchronous``: ``full`` (a commit is on disk) or ``normal`` (it survives the process's
+        death, not a power cut); ``turn_timeout_s``: how long a unit of work waits for its turn."""
+        self.engine = sqlite_engine(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
         self.observers: list[Observe] = []
         self._link = SqliteLink(self.engine, self.observers, turn_timeout_s=turn_timeout_s)
         self._checkpointer: WalCheckpointer | None = None
