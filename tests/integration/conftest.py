@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from tests.support.remote import Remote
+from tests.support.server import ServerProcess
 from tests.support.storage import Storage, storage_for
 
 
@@ -57,3 +59,11 @@ def server_storage(tmp_path: Path) -> Iterator[Storage]:
 def redis_prefix() -> str:
     """Channel and key prefix of one test, so runs sharing the machine's Redis never meet."""
     return f"convocore-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def remote(server: ServerProcess) -> AsyncIterator[Remote]:
+    """A client of the module's ``server`` (a fixture each module that uses this defines)."""
+    client = Remote(server.base_url, server.ws_url)
+    yield client
+    await client.close()

@@ -20,7 +20,7 @@ from convocore.domain.users import User
 from convocore.entrypoints.cli import main
 from tests.support.server import ServerProcess, convocore_command
 
-TABLES = {"users", "sessions", "conversations", "members", "messages"}
+TABLES = {"users", "sessions", "retired_refresh_tokens", "conversations", "members", "messages"}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

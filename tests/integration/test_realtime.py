@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         process = ServerProcess(*storage.server_args, env=SMALL, cwd=tmp).start()
         yield process
         process.stop()
-
-
-@pytest.fixture
-async def remote(server: ServerProcess) -> AsyncIterator[Remote]:
-    client = Remote(server.base_url, server.ws_url)
-    yield client
-    await client.close()
 
 
 def user_socket(remote: Remote, token: str, **kwargs: Any) -> Any:

@@ -3,7 +3,7 @@ CONVOCORE_TEST_DATABASE's storage)."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,13 +21,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         process = ServerProcess(*storage.server_args, cwd=tmp).start()
         yield process
         process.stop()
-
-
-@pytest.fixture
-async def remote(server: ServerProcess) -> AsyncIterator[Remote]:
-    client = Remote(server.base_url, server.ws_url)
-    yield client
-    await client.close()
 
 
 async def test_bad_or_missing_token_closes_with_4401(remote: Remote) -> None:

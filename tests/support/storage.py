@@ -116,3 +116,14 @@ async def schema_storage(url: str) -> AsyncIterator[SqlStorage]:
         yield storage
     finally:
         await storage.dispose()
+
+
+@contextmanager
+def sql_database(kind: str, tmp: Path) -> Iterator[str]:
+    """A fresh SQL database of ``kind`` ("sqlite": a file in ``tmp``; "postgres": a database of
+    its own), as a URL for ``Settings(database_url=...)``."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'convocore.db'}"
+    else:
+        with fresh_postgres_database() as url:
+            yield url

@@ -283,6 +283,24 @@ async def test_a_resume_past_the_limit_is_told_to_resync_from_the_newest(storage
     assert sent(outlet)[-1] == ("message.created", 11)
 
 
+async def test_a_since_past_the_end_counts_as_the_end_when_it_was_asked(storage: Storage) -> None:
+    """A since beyond the last seq (a client's counter from another server, or a bad one) is the
+    end as of subscribing: a message posted while the starting point is read still arrives."""
+    await storage.store(_message(1))
+    engine = Engine(storage)
+    stream, outlet = await engine.stream("u")
+    await storage.hold()  # the starting point is still being read...
+    engine.hub.subscribe(stream, "c", after=2**63 - 1)
+    await settle()
+    await storage.store(_message(2))  # ...when 2 is posted
+    await engine.publish(MessageCreated(message=_message(2)))
+    await storage.release()
+    assert sent(outlet) == [("message.created", 2)]  # no resync, no replay of 1
+    await storage.store(_message(3))
+    await engine.publish(MessageCreated(message=_message(3)))
+    assert sent(outlet)[-1] == ("message.created", 3)
+
+
 async def test_a_member_who_leaves_hears_it_and_their_conversation_stream_ends(storage: Storage) -> None:
     engine = Engine(storage)
     chat, chat_outlet = await engine.stream("u", conversation_id="c")

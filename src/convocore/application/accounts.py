@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from convocore.application.ports import (
     Clock,
@@ -15,6 +16,7 @@ from convocore.application.ports import (
 )
 from convocore.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from convocore.domain.events import SessionRevoked
+from convocore.domain.text import storable
 from convocore.domain.users import (
     AuthSession,
     User,
@@ -82,6 +84,8 @@ class LogIn:
         self._dummy_hash: str | None = None
 
     async def execute(self, *, username: str, password: str) -> IssuedTokens:
+        storable(username, field="username")
+        storable(password, field="password")
         async with self._uow() as uow:
             user = await uow.users.get_by_username(username)
         if user is None:
@@ -170,7 +174,9 @@ class PrincipalCache:
 
 
 class RefreshTokens:
-    """Rotate the pair: the old refresh token stops working the moment a new pair is issued."""
+    """Rotate the pair: the old refresh token stops working the moment a new pair is issued, and
+    only one of two refreshes with one token succeeds. A rotated token presented again means it
+    leaked (its holder and a thief both have it): the whole session is revoked (RFC 9700 4.14.2)."""
 
     def __init__(
         self,
@@ -180,30 +186,57 @@ class RefreshTokens:
         clock: Clock,
         policy: TokenPolicy,
         cache: PrincipalCache | None = None,
+        broadcaster: Publisher | None = None,
     ) -> None:
         self._uow, self._tokens, self._clock, self._policy, self._cache = uow, tokens, clock, policy, cache
+        self._broadcaster = broadcaster  # a session revoked on reuse ends its sockets
 
     async def execute(self, *, refresh_token: str) -> IssuedTokens:
         access, refresh = self._tokens.new_token(), self._tokens.new_token()
+        presented, now = self._tokens.digest(refresh_token), self._clock.now()
         async with self._uow() as uow:
-            session = await uow.sessions.get_by_refresh_hash(self._tokens.digest(refresh_token))
+            session = await uow.sessions.get_by_refresh_hash(presented, for_update=True)
             if session is None:
-                raise Unauthenticated("the refresh token is unknown, used or revoked")
-            session.rotate(
-                access_hash=self._tokens.digest(access),
-                refresh_hash=self._tokens.digest(refresh),
-                access_ttl_s=self._policy.access_ttl_s,
-                refresh_ttl_s=self._policy.refresh_ttl_s,
-                now=self._clock.now(),
-            )
-            user = await uow.users.get(session.user_id)
-            if user is None:
-                raise Unauthenticated("the account is gone")
-            await uow.sessions.save(session)
-            await uow.commit()
+                user = None
+            else:
+                session.rotate(
+                    access_hash=self._tokens.digest(access),
+                    refresh_hash=self._tokens.digest(refresh),
+                    access_ttl_s=self._policy.access_ttl_s,
+                    refresh_ttl_s=self._policy.refresh_ttl_s,
+                    now=now,
+                )
+                user = await uow.users.get(session.user_id)
+                if user is None:
+                    raise Unauthenticated("the account is gone")
+                await uow.sessions.retire_refresh_hash(presented, session_id=session.id, retired_at=now)
+                await uow.sessions.save(session)
+                await uow.commit()
+        if session is None or user is None:
+            await self._refused(presented, now)
         if self._cache is not None:
             self._cache.forget_session(session.id)  # the old access token stops working
         return IssuedTokens(access_token=access, refresh_token=refresh, expires_in=self._policy.access_ttl_s, user=user)
+
+    async def _refused(self, presented: str, now: datetime) -> NoReturn:
+        """A token that is not any session's current one. If a session rotated it away, it
+        leaked: that session is revoked (unless it is over already)."""
+        async with self._uow() as uow:
+            owner = await uow.sessions.get_by_retired_refresh_hash(presented)
+            session = await uow.sessions.get(owner.id, for_update=True) if owner is not None else None
+            if session is None or session.revoked_at is not None:
+                raise Unauthenticated("the refresh token is unknown, used or revoked")
+            session.revoke(now=now)
+            await uow.sessions.save(session)
+            await uow.commit()
+        await self._ended(session)
+        raise Unauthenticated("the refresh token was used before: the session is revoked")
+
+    async def _ended(self, session: AuthSession) -> None:
+        if self._cache is not None:
+            self._cache.forget_session(session.id)
+        if self._broadcaster is not None:
+            await self._broadcaster.publish(SessionRevoked(user_id=session.user_id, session_id=session.id))
 
 
 class Authenticate:
@@ -239,7 +272,7 @@ class LogOut:
 
     async def execute(self, *, principal: Principal) -> None:
         async with self._uow() as uow:
-            session = await uow.sessions.get(principal.session_id)
+            session = await uow.sessions.get(principal.session_id, for_update=True)
             if session is None:
                 raise Unauthenticated("the session is unknown")
             session.revoke(now=self._clock.now())
@@ -272,6 +305,7 @@ class SearchUsers:
             raise Invalid("1 to 200", field="limit")
         if len(prefix) > 32:
             raise Invalid("at most 32 characters", field="q")
+        storable(prefix, field="q")
         async with self._uow() as uow:
             found = await uow.users.search(prefix=prefix, after=after, limit=limit + 1)
         page = found[:limit]

@@ -31,6 +31,7 @@ from convocore.domain.events import (
     MemberRoleChanged,
     ReadMarkerMoved,
 )
+from convocore.domain.text import storable
 from convocore.domain.users import User
 
 
@@ -321,6 +322,7 @@ class DiscoverPublic:
         check_limit(limit)
         if len(query) > 200:
             raise Invalid("at most 200 characters", field="q")
+        storable(query, field="q")
         async with self._uow() as uow:
             found = await uow.conversations.public(query=query, after=after, limit=limit + 1)
         page = found[:limit]

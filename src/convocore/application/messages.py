@@ -123,8 +123,8 @@ class ListMessages:
         if not 1 <= limit <= PAGE_MAX:
             raise Invalid(f"1 to {PAGE_MAX}", field="limit")
         for name, value in (("before", before), ("after", after)):
-            if value is not None and value < 0:
-                raise Invalid("must be zero or more", field=name)
+            if value is not None:
+                messages.validate_seq(value, field=name, minimum=0)
         async with self._uow() as uow:
             await load_for_member(uow, conversation_id=conversation_id, user_id=user_id)
             found = await uow.messages.page(conversation_id, before=before, after=after, limit=limit + 1)
@@ -139,6 +139,7 @@ class EditMessage:
         self._uow, self._broadcaster, self._clock = uow, broadcaster, clock
 
     async def execute(self, *, user_id: str, conversation_id: str, seq: int, body: str) -> Message:
+        messages.validate_seq(seq)
         async with self._uow() as uow:
             _, actor = await load_for_member(uow, conversation_id=conversation_id, user_id=user_id)
             message = await uow.messages.get(conversation_id, seq)
@@ -156,6 +157,7 @@ class DeleteMessage:
         self._uow, self._broadcaster, self._clock = uow, broadcaster, clock
 
     async def execute(self, *, user_id: str, conversation_id: str, seq: int) -> Message:
+        messages.validate_seq(seq)
         async with self._uow() as uow:
             _, actor = await load_for_member(uow, conversation_id=conversation_id, user_id=user_id)
             message = await uow.messages.get(conversation_id, seq)

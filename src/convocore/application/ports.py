@@ -49,10 +49,19 @@ class UserRepository(Protocol):
 
 class SessionRepository(Protocol):
     async def add(self, session: AuthSession) -> None: ...
-    async def get(self, session_id: str) -> AuthSession | None: ...
+    async def get(self, session_id: str, *, for_update: bool = False) -> AuthSession | None:
+        """``for_update`` holds the row until commit: a refresh and a logout take turns."""
+
     async def get_by_access_hash(self, access_hash: str) -> AuthSession | None: ...
-    async def get_by_refresh_hash(self, refresh_hash: str) -> AuthSession | None: ...
+    async def get_by_refresh_hash(self, refresh_hash: str, *, for_update: bool = False) -> AuthSession | None:
+        """``for_update``: as ``get``; a second refresh with the same token then finds none."""
+
     async def save(self, session: AuthSession) -> None: ...
+    async def retire_refresh_hash(self, refresh_hash: str, *, session_id: str, retired_at: datetime) -> None:
+        """Remember a refresh token rotated away, so that its reuse is recognised."""
+
+    async def get_by_retired_refresh_hash(self, refresh_hash: str) -> AuthSession | None:
+        """The session a refresh token rotated away belonged to."""
 
 
 class ConversationRepository(Protocol):

@@ -5,8 +5,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from convocore.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from convocore.domain.text import storable
 
 TITLE_MAX = 200
+# A seq is a 64-bit integer wherever it is stored or sent: 1 .. SEQ_MAX (0: before the first).
+SEQ_MAX = 2**63 - 1
 MAX_GROUP_MEMBERS = 1000
 
 
@@ -38,8 +41,8 @@ class Member:
 
     def mark_read(self, *, seq: int, last_seq: int) -> None:
         """Move the read marker forward; it never moves backwards nor past the end."""
-        if seq < 0:
-            raise Invalid("must be zero or more", field="seq")
+        if not 0 <= seq <= SEQ_MAX:
+            raise Invalid(f"0 to {SEQ_MAX}", field="seq")
         self.last_read_seq = max(self.last_read_seq, min(seq, last_seq))
 
 
@@ -54,7 +57,7 @@ def validate_title(title: str | None) -> str:
         raise Invalid("a group needs a title", field="title")
     if len(cleaned) > TITLE_MAX:
         raise Invalid(f"at most {TITLE_MAX} characters", field="title")
-    return cleaned
+    return storable(cleaned, field="title")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -3,8 +3,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from convocore.domain.conversations import Conversation, Member
+from convocore.domain.conversations import SEQ_MAX, Conversation, Member
 from convocore.domain.errors import Conflict, Forbidden, Invalid
+from convocore.domain.text import storable
 
 BODY_MAX = 4000
 CLIENT_ID_MAX = 64
@@ -15,12 +16,20 @@ def validate_body(body: str) -> str:
         raise Invalid("a message needs a body", field="body")
     if len(body) > BODY_MAX:
         raise Invalid(f"at most {BODY_MAX} characters", field="body")
-    return body
+    return storable(body, field="body")
+
+
+def validate_seq(seq: int, *, field: str = "seq", minimum: int = 1) -> int:
+    if not minimum <= seq <= SEQ_MAX:
+        raise Invalid(f"{minimum} to {SEQ_MAX}", field=field)
+    return seq
 
 
 def validate_client_id(client_id: str | None) -> str | None:
-    if client_id is not None and not 1 <= len(client_id) <= CLIENT_ID_MAX:
-        raise Invalid(f"1 to {CLIENT_ID_MAX} characters", field="client_id")
+    if client_id is not None:
+        if not 1 <= len(client_id) <= CLIENT_ID_MAX:
+            raise Invalid(f"1 to {CLIENT_ID_MAX} characters", field="client_id")
+        storable(client_id, field="client_id")
     return client_id
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from convocore.domain.errors import Invalid, Unauthenticated
+from convocore.domain.text import storable
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -38,14 +39,14 @@ def validate_username(username: str) -> str:
 def validate_password(password: str) -> str:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise Invalid(f"{PASSWORD_MIN} to {PASSWORD_MAX} characters", field="password")
-    return password
+    return storable(password, field="password")
 
 
 def validate_display_name(display_name: str | None, *, username: str) -> str:
     name = (display_name or "").strip() or username
     if len(name) > DISPLAY_NAME_MAX:
         raise Invalid(f"at most {DISPLAY_NAME_MAX} characters", field="display_name")
-    return name
+    return storable(name, field="display_name")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -130,7 +130,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         ),
         plugins=[ClosedRequestBodies()],
         request_max_body_size=settings.max_request_bytes,
-        middleware=[http_only(request_metrics(metrics)), http_only(http_budgets(container.http_budgets()))],
+        middleware=[
+            http_only(request_metrics(metrics)),
+            http_only(http_budgets(container.http_budgets())),
+        ],
         logging_config=None,  # logging belongs to the host: `convocore serve` sets it up (logs.py)
         before_send=[add_security_headers, allow_every_method],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None,

@@ -48,7 +48,7 @@ _SINCE = {
 def _close_codes(*, chat: bool) -> str:
     d = Settings()
     codes = [
-        (sockets.CLOSE_BAD_REQUEST, "at connect: `since` is not a whole number", chat),
+        (sockets.CLOSE_BAD_REQUEST, "at connect: not a conversation id, or `since` not a seq (0 to 2^63-1)", chat),
         (
             sockets.CLOSE_UNAUTHENTICATED,
             "token missing, unknown, expired or revoked (at connect or later), or logout",
@@ -60,6 +60,7 @@ def _close_codes(*, chat: bool) -> str:
             f"send queue (default {d.ws_send_queue} frames) overflowed: reconnect and resume",
             True,
         ),
+        (sockets.CLOSE_TOO_MANY, f"the person holds {d.ws_max_sockets_per_user} sockets on this process already", True),
         (sockets.CLOSE_GOING_AWAY, "the server is shutting down: reconnect and resume", True),
     ]
     rows = "\n".join(f"- `{code}`: {why}" for code, why, applies in codes if applies)

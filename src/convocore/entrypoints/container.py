@@ -62,6 +62,7 @@ class Container(containers.DeclarativeContainer):
             url=config.database_url,
             migrate=config.migrate,
             sqlite_busy_timeout_ms=config.sqlite_busy_timeout_ms,
+            sqlite_synchronous=config.sqlite_synchronous,
         ),
     )
     broadcaster = providers.Selector(
@@ -101,7 +102,13 @@ class Container(containers.DeclarativeContainer):
     )
     principals = providers.Singleton(accounts.PrincipalCache, ttl_s=config.auth_cache_s)
     refresh_tokens = providers.Singleton(
-        accounts.RefreshTokens, uow=uow, tokens=tokens, clock=clock, policy=token_policy, cache=principals
+        accounts.RefreshTokens,
+        uow=uow,
+        tokens=tokens,
+        clock=clock,
+        policy=token_policy,
+        cache=principals,
+        broadcaster=broadcaster,
     )
     authenticate = providers.Singleton(accounts.Authenticate, uow=uow, tokens=tokens, clock=clock, cache=principals)
     log_out = providers.Singleton(accounts.LogOut, uow=uow, clock=clock, broadcaster=broadcaster, cache=principals)
@@ -145,6 +152,11 @@ class Container(containers.DeclarativeContainer):
         limiter=limiter,
         budget=providers.Factory(messages.Budget, limit=config.typing_burst, window_s=config.typing_window_s),
     )
+    charge_resume = providers.Singleton(
+        realtime.ChargeResume,
+        limiter=limiter,
+        budget=providers.Factory(messages.Budget, limit=config.send_limit, window_s=config.send_window_s),
+    )
     track_presence = providers.Singleton(realtime.TrackPresence, uow=uow, presence=presence, broadcaster=broadcaster)
     who_is_online = providers.Singleton(realtime.WhoIsOnline, uow=uow, presence=presence)
     session_alive = providers.Singleton(realtime.SessionAlive, uow=uow, clock=clock)
@@ -172,6 +184,7 @@ class Container(containers.DeclarativeContainer):
         feed=broadcaster,
         session_alive=session_alive,
         resync_limit=config.resync_limit,
+        max_streams_per_user=config.ws_max_sockets_per_user,
         observer=metrics,
     )
     live = providers.Singleton(
@@ -182,6 +195,7 @@ class Container(containers.DeclarativeContainer):
         list_memberships=list_memberships,
         post_message=post_message,
         signal_typing=signal_typing,
+        charge_resume=charge_resume,
         track_presence=track_presence,
         writes=socket_writes,
         max_frame_bytes=config.ws_max_frame_bytes,
@@ -223,10 +237,12 @@ def build_container(settings: Settings) -> Container:
             "auth_rate_per_minute": settings.auth_rate_per_minute,
             "http_rate_per_minute": settings.http_rate_per_minute,
             "sqlite_busy_timeout_ms": settings.sqlite_busy_timeout_ms,
+            "sqlite_synchronous": settings.sqlite_synchronous,
             "resync_limit": settings.resync_limit,
             "accelerate": settings.accelerate,
             "ws_max_frame_bytes": settings.ws_max_frame_bytes,
             "ws_send_queue": settings.ws_send_queue,
+            "ws_max_sockets_per_user": settings.ws_max_sockets_per_user,
         }
     )
     return container

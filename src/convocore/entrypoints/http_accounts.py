@@ -4,23 +4,46 @@ from litestar import Router, get, post
 
 from convocore.application.accounts import GetUser, LogIn, LogOut, RefreshTokens, RegisterUser, SearchUsers
 from convocore.entrypoints import present as p
-from convocore.entrypoints.deps import AUTHENTICATED, SECURED, Caller, Cursor, FromPath, JSONBody, Limit, Query, Use
-from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, problems
+from convocore.entrypoints.deps import (
+    ANYONE,
+    AUTHENTICATED,
+    SECURED,
+    Caller,
+    Cursor,
+    JSONBody,
+    Limit,
+    PathId,
+    Query,
+    Use,
+)
+from convocore.entrypoints.openapi import WITH_BODY, WITH_PATH, WITH_TOKEN, problems
 from convocore.wire import schemas as s
 
 
-@post("/register/", status_code=201, summary="Create an account", responses=problems(WITH_BODY, 409))
+@post("/register/", status_code=201, middleware=ANYONE, summary="Create an account", responses=problems(WITH_BODY, 409))
 async def register(data: JSONBody[s.RegisterIn], register_user: Use[RegisterUser]) -> s.UserOut:
     user = await register_user.execute(username=data.username, password=data.password, display_name=data.display_name)
     return p.user_out(user)
 
 
-@post("/login/", status_code=200, summary="Log in: a new pair of tokens", responses=problems(WITH_BODY, 401))
+@post(
+    "/login/",
+    status_code=200,
+    middleware=ANYONE,
+    summary="Log in: a new pair of tokens",
+    responses=problems(WITH_BODY, 401),
+)
 async def login(data: JSONBody[s.LoginIn], log_in: Use[LogIn]) -> s.TokensOut:
     return p.tokens_out(await log_in.execute(username=data.username, password=data.password))
 
 
-@post("/token/refresh/", status_code=200, summary="Rotate the token pair", responses=problems(WITH_BODY, 401))
+@post(
+    "/token/refresh/",
+    status_code=200,
+    middleware=ANYONE,
+    summary="Rotate the token pair",
+    responses=problems(WITH_BODY, 401),
+)
 async def refresh(data: JSONBody[s.RefreshIn], refresh_tokens: Use[RefreshTokens]) -> s.TokensOut:
     return p.tokens_out(await refresh_tokens.execute(refresh_token=data.refresh_token))
 
@@ -67,9 +90,9 @@ async def search_users(
     middleware=AUTHENTICATED,
     security=SECURED,
     summary="One user's public profile",
-    responses=problems(WITH_TOKEN, 404),
+    responses=problems(WITH_TOKEN, WITH_PATH, 404),
 )
-async def get_user(get_user: Use[GetUser], user_id: FromPath[str]) -> s.UserOut:
+async def get_user(get_user: Use[GetUser], user_id: PathId) -> s.UserOut:
     return p.user_out(await get_user.execute(user_id=user_id))
 
 

@@ -6,8 +6,8 @@ from convocore.application import conversations as c
 from convocore.application.realtime.use_cases import WhoIsOnline
 from convocore.domain.conversations import Kind, Role
 from convocore.entrypoints import present as p
-from convocore.entrypoints.deps import AUTHENTICATED, SECURED, Caller, Cursor, FromPath, JSONBody, Limit, Query, Use
-from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
+from convocore.entrypoints.deps import AUTHENTICATED, SECURED, Caller, Cursor, JSONBody, Limit, PathId, Query, Use
+from convocore.entrypoints.openapi import WITH_BODY, WITH_PATH, WITH_TOKEN, also, problems
 from convocore.wire import schemas as s
 
 
@@ -50,10 +50,10 @@ async def discover(
 @get(
     "/{conversation_id:str}/",
     summary="One conversation with its members and their roles",
-    responses=problems(WITH_TOKEN, 404),
+    responses=problems(WITH_TOKEN, WITH_PATH, 404),
 )
 async def detail(
-    request: Caller, get_conversation: Use[c.GetConversation], conversation_id: FromPath[str]
+    request: Caller, get_conversation: Use[c.GetConversation], conversation_id: PathId
 ) -> s.ConversationOut:
     found = await get_conversation.execute(user_id=request.user.user_id, conversation_id=conversation_id)
     return p.conversation_out(found)
@@ -67,7 +67,7 @@ async def detail(
 async def update(
     request: Caller,
     update_conversation: Use[c.UpdateConversation],
-    conversation_id: FromPath[str],
+    conversation_id: PathId,
     data: JSONBody[s.UpdateConversationIn],
 ) -> s.ConversationOut:
     changed = await update_conversation.execute(
@@ -82,7 +82,7 @@ async def update(
     responses=problems(WITH_TOKEN, WITH_BODY, 403, 404, 409) | also(200, s.MemberOut, "Already a member: unchanged"),
 )
 async def add_member(
-    request: Caller, add_member: Use[c.AddMember], conversation_id: FromPath[str], data: JSONBody[s.AddMemberIn]
+    request: Caller, add_member: Use[c.AddMember], conversation_id: PathId, data: JSONBody[s.AddMemberIn]
 ) -> Response[s.MemberOut]:
     member, created = await add_member.execute(
         user_id=request.user.user_id,
@@ -97,10 +97,10 @@ async def add_member(
     "/{conversation_id:str}/members/{user_id:str}/",
     status_code=204,
     summary="Remove a member, or leave",
-    responses=problems(WITH_TOKEN, 403, 404),
+    responses=problems(WITH_TOKEN, WITH_PATH, 403, 404),
 )
 async def remove_member(
-    request: Caller, remove_member: Use[c.RemoveMember], conversation_id: FromPath[str], user_id: FromPath[str]
+    request: Caller, remove_member: Use[c.RemoveMember], conversation_id: PathId, user_id: PathId
 ) -> None:
     await remove_member.execute(user_id=request.user.user_id, conversation_id=conversation_id, target_user_id=user_id)
 
@@ -113,8 +113,8 @@ async def remove_member(
 async def change_role(
     request: Caller,
     change_role: Use[c.ChangeRole],
-    conversation_id: FromPath[str],
-    user_id: FromPath[str],
+    conversation_id: PathId,
+    user_id: PathId,
     data: JSONBody[s.ChangeRoleIn],
 ) -> s.MemberOut:
     member = await change_role.execute(
@@ -129,10 +129,10 @@ async def change_role(
 @post(
     "/{conversation_id:str}/join/",
     summary="Join a public group",
-    responses=problems(WITH_TOKEN, 404, 409) | also(200, s.MemberOut, "Already a member: unchanged"),
+    responses=problems(WITH_TOKEN, WITH_PATH, 404, 409) | also(200, s.MemberOut, "Already a member: unchanged"),
 )
 async def join(
-    request: Caller, join_conversation: Use[c.JoinConversation], conversation_id: FromPath[str]
+    request: Caller, join_conversation: Use[c.JoinConversation], conversation_id: PathId
 ) -> Response[s.MemberOut]:
     member, created = await join_conversation.execute(user_id=request.user.user_id, conversation_id=conversation_id)
     return Response(p.member_out(member), status_code=201 if created else 200)
@@ -145,7 +145,7 @@ async def join(
     responses=problems(WITH_TOKEN, WITH_BODY, 404),
 )
 async def mark_read(
-    request: Caller, mark_read: Use[c.MarkRead], conversation_id: FromPath[str], data: JSONBody[s.MarkReadIn]
+    request: Caller, mark_read: Use[c.MarkRead], conversation_id: PathId, data: JSONBody[s.MarkReadIn]
 ) -> s.ReadOut:
     member, last_seq = await mark_read.execute(
         user_id=request.user.user_id, conversation_id=conversation_id, seq=data.seq
@@ -159,8 +159,12 @@ async def mark_read(
     )
 
 
-@get("/{conversation_id:str}/presence/", summary="Which members are online now", responses=problems(WITH_TOKEN, 404))
-async def presence(request: Caller, who_is_online: Use[WhoIsOnline], conversation_id: FromPath[str]) -> s.PresenceOut:
+@get(
+    "/{conversation_id:str}/presence/",
+    summary="Which members are online now",
+    responses=problems(WITH_TOKEN, WITH_PATH, 404),
+)
+async def presence(request: Caller, who_is_online: Use[WhoIsOnline], conversation_id: PathId) -> s.PresenceOut:
     online = await who_is_online.execute(user_id=request.user.user_id, conversation_id=conversation_id)
     return s.PresenceOut(conversation_id=conversation_id, online=online)
 

@@ -1,17 +1,12 @@
 """HTTP handlers for messages."""
 
-from typing import Annotated
-
 from litestar import Response, Router, delete, get, patch, post
-from litestar.params import QueryParameter
 
 from convocore.application.messages import DeleteMessage, EditMessage, ListMessages, PostMessage
 from convocore.entrypoints import present as p
-from convocore.entrypoints.deps import AUTHENTICATED, SECURED, Caller, FromPath, JSONBody, Limit, Use
-from convocore.entrypoints.openapi import WITH_BODY, WITH_TOKEN, also, problems
+from convocore.entrypoints.deps import AUTHENTICATED, SECURED, Caller, JSONBody, Limit, PathId, PathSeq, SeqBound, Use
+from convocore.entrypoints.openapi import WITH_BODY, WITH_PATH, WITH_TOKEN, also, problems
 from convocore.wire import schemas as s
-
-SeqBound = Annotated[int | None, QueryParameter(ge=0, description="Exclusive seq bound.")]
 
 
 @post(
@@ -40,7 +35,7 @@ async def send(
 async def history(
     request: Caller,
     list_messages: Use[ListMessages],
-    conversation_id: FromPath[str],
+    conversation_id: PathId,
     before: SeqBound = None,
     after: SeqBound = None,
     limit: Limit = 50,
@@ -59,8 +54,8 @@ async def history(
 async def edit(
     request: Caller,
     edit_message: Use[EditMessage],
-    conversation_id: FromPath[str],
-    seq: FromPath[int],
+    conversation_id: PathId,
+    seq: PathSeq,
     data: JSONBody[s.EditMessageIn],
 ) -> s.MessageOut:
     message = await edit_message.execute(
@@ -73,10 +68,10 @@ async def edit(
     "/{conversation_id:str}/{seq:int}/",
     status_code=200,
     summary="Delete a message: a tombstone keeps its seq",
-    responses=problems(WITH_TOKEN, 403, 404),
+    responses=problems(WITH_TOKEN, WITH_PATH, 403, 404),
 )
 async def remove(
-    request: Caller, delete_message: Use[DeleteMessage], conversation_id: FromPath[str], seq: FromPath[int]
+    request: Caller, delete_message: Use[DeleteMessage], conversation_id: PathId, seq: PathSeq
 ) -> s.MessageOut:
     message = await delete_message.execute(user_id=request.user.user_id, conversation_id=conversation_id, seq=seq)
     return p.message_out(message)

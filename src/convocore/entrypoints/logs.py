@@ -108,11 +108,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+# Credentials as they appear in lines other code makes: a token in a URL (uvicorn's access line
+# for a socket, websockets' handshake at debug level), an Authorization header (as text or as
+# ASGI's byte pairs), a bearer token, tokens and passwords in a JSON body.
+_SECRETS = re.compile(
+    r"(?i)(\b(?:access_|refresh_)?token=)[^&\s\"'\\]+"
+    r"|(authorization[\"']?[\s:,=]{0,4}(?:b?[\"'])?(?:\w+\s+)?)[^\s\"'\\]+"
+    r"|(\bbearer\s+)[^\s\"'\\]+"
+    r"|(\"(?:access_token|refresh_token|password)\\?\"\s*:\s*\\?\")[^\"\\]*"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential in it replaced by ``[redacted]``."""
+    return _SECRETS.sub(lambda found: next(g for g in found.groups() if g is not None) + "[redacted]", text)
+
+
+class Redacting(logging.Formatter):
+    """Formats as ``inner`` does, then redacts the whole line (message and traceback alike):
+    no credential reaches the log at any level, whoever made the line."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self._inner.format(record))
+
+
 def configure_logging(*, level: str, log_format: str) -> None:
     """One handler on the root logger for everything: ours, uvicorn's, Litestar's, warnings."""
     handler = logging.StreamHandler()
     handler.addFilter(WithRequestId())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    inner = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(Redacting(inner))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -17,9 +17,11 @@ _TITLES = {kind.status: kind.title for kind in [*KINDS.values(), *HTTP_KINDS.val
 # What every operation can answer, whatever it does.
 ANY = (400, 429, 503)
 # With a JSON request body.
-WITH_BODY = (413, 422)
+WITH_BODY = (413, 415, 422)
 # With a bearer token.
 WITH_TOKEN = (401,)
+# With path parameters: an id or seq outside its declared pattern or range.
+WITH_PATH = (422,)
 
 
 def problems(*statuses: int | tuple[int, ...]) -> dict[int, ResponseSpec]:

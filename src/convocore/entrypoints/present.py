@@ -14,6 +14,7 @@ from convocore.domain import events as ev
 from convocore.domain.conversations import Conversation, Member
 from convocore.domain.errors import Invalid
 from convocore.domain.messages import Message
+from convocore.domain.text import storable
 from convocore.domain.users import User
 from convocore.wire import frames as f
 from convocore.wire.schemas import (
@@ -135,6 +136,8 @@ def _decode_cursor(cursor: str, size: int) -> list[str]:
         raise Invalid("not a cursor this server issued", field="cursor") from None
     if len(parts) != size:
         raise Invalid("not a cursor this server issued", field="cursor")
+    for part in parts:
+        storable(part, field="cursor")
     return parts
 
 

@@ -13,6 +13,9 @@ from convocore.entrypoints.deps import bearer_of
 
 # Creating accounts and tokens is what brute force and spam go for: budgeted per client IP.
 AUTH_PATHS = frozenset({"/api/register", "/api/login", "/api/token/refresh"})
+# What a load balancer or a monitor polls: never budgeted, or a throttled caller would take the
+# process out of rotation.
+UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -40,7 +43,10 @@ class HttpBudgets:
 
     async def charge(self, scope: Scope) -> None:
         """Spends the request's budget; ``RateLimited`` when it is spent out."""
-        if scope["path"].rstrip("/") in AUTH_PATHS:
+        path = scope["path"].rstrip("/")
+        if path in UNLIMITED_PATHS:
+            return
+        if path in AUTH_PATHS:
             client = scope.get("client")
             await spend(self._limiter, self._auth, f"http-ip:{client[0] if client else '-'}", "requests")
         elif token := bearer_of(scope):

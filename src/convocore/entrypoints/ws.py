@@ -3,6 +3,7 @@ user (ws://HOST/ws/?token=) that carries every conversation the user belongs to.
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -15,14 +16,21 @@ from convocore.application.accounts import Authenticate, Principal
 from convocore.application.messages import PostMessage
 from convocore.application.realtime.hub import Hub
 from convocore.application.realtime.streams import Stream
-from convocore.application.realtime.use_cases import ListMemberships, OpenStream, SignalTyping, TrackPresence
-from convocore.domain.errors import DomainError, Invalid, NotFound, Unauthenticated
+from convocore.application.realtime.use_cases import (
+    ChargeResume,
+    ListMemberships,
+    OpenStream,
+    SignalTyping,
+    TrackPresence,
+)
+from convocore.domain.errors import DomainError, Invalid, NotFound, RateLimited, Unauthenticated
 from convocore.entrypoints.deps import Use
 from convocore.entrypoints.errors import NESTED_TOO_DEEPLY, field_in, kind_of
 from convocore.entrypoints.sockets import (
     CLOSE_BAD_REQUEST,
     CLOSE_CODES,
     CLOSE_FORBIDDEN,
+    CLOSE_TOO_MANY,
     CLOSE_UNAUTHENTICATED,
     SERVER_SEND,
     Send,
@@ -30,8 +38,10 @@ from convocore.entrypoints.sockets import (
 )
 from convocore.entrypoints.uvicorn_sockets import UvicornWrites
 from convocore.wire import frames as f
+from convocore.wire.schemas import ID_PATTERN, SEQ_MAX
 
 log = logging.getLogger("convocore.ws")
+_ID = re.compile(ID_PATTERN)
 PONG = f.encode(f.PongFrame())
 
 Socket = WebSocket[Any, Any, Any]
@@ -47,6 +57,7 @@ class Live:
     list_memberships: ListMemberships
     post_message: PostMessage
     signal_typing: SignalTyping
+    charge_resume: ChargeResume
     track_presence: TrackPresence
     writes: UvicornWrites
     max_frame_bytes: int
@@ -59,8 +70,11 @@ async def chat_socket(socket: Socket, conversation_id: FromPath[str], live: Use[
     principal = await _accept(socket, live)
     if principal is None:
         return
-    if since is not None and not (since.isascii() and since.isdigit()):
-        await socket.close(CLOSE_BAD_REQUEST, "since must be a seq (a whole number)")
+    if not _ID.fullmatch(conversation_id) or len(conversation_id) > 64:
+        await socket.close(CLOSE_BAD_REQUEST, "not a conversation id")
+        return
+    if since is not None and not (since.isascii() and since.isdigit() and int(since) <= SEQ_MAX):
+        await socket.close(CLOSE_BAD_REQUEST, f"since must be a seq (a whole number, 0 to {SEQ_MAX})")
         return
     try:
         await live.open_stream.execute(user_id=principal.user_id, conversation_id=conversation_id)
@@ -105,8 +119,12 @@ async def _run(
         observer=live.hub.observer,
     )
     hub = live.hub
+    try:
+        await hub.register(stream)  # first, so memberships gained from now on reach this socket
+    except RateLimited as error:
+        await socket.close(CLOSE_TOO_MANY, error.detail)
+        return
     log.info("socket opened: user %s, %s", principal.user_id, conversation_id or "user socket")
-    await hub.register(stream)  # first, so memberships gained from now on reach this socket
     try:
         if conversation_id is not None:
             hub.subscribe(stream, conversation_id, after=after)
@@ -203,6 +221,7 @@ class _Reader:
                 raise NotFound("no such conversation", field="conversation_id")
             await self.live.signal_typing.execute(user_id=self.principal.user_id, conversation_id=cid)
         else:
+            await self.live.charge_resume.execute(user_id=self.principal.user_id)
             unknown = self.live.hub.resume(self.stream, frame.since)
             if unknown:
                 raise NotFound(f"not following {', '.join(unknown)}", field="since")

@@ -3,7 +3,7 @@
 Standalone, as ``wire.schemas``. Every frame is a JSON text frame, an object tagged by ``type``.
 """
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 
@@ -17,7 +17,7 @@ class ClientFrame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, 
 class MessageSend(ClientFrame, tag="message.send"):
     body: s.Body
     client_id: s.ClientId | None = None
-    reply_to: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    reply_to: s.ReplyTo | None = None
     conversation_id: s.Id | None = None
 
 
@@ -30,7 +30,7 @@ class Typing(ClientFrame, tag="typing"):
 
 
 class Resume(ClientFrame, tag="resume"):
-    since: dict[s.Id, Annotated[int, msgspec.Meta(ge=0)]]
+    since: dict[s.Id, s.Seq]
 
 
 client_decoder = msgspec.json.Decoder(MessageSend | Ping | Typing | Resume)

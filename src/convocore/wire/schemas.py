@@ -16,11 +16,14 @@ TITLE_MAX = 200
 DISPLAY_NAME_MAX = 64
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 USERNAME_PATTERN = "[A-Za-z0-9_.-]{3,32}"
+SEQ_MAX = 2**63 - 1  # seqs are 64-bit
+ID_PATTERN = "^[^\\x00-\\x1f\\x7f]+$"  # ids hold no control characters
 
 Body = Annotated[str, msgspec.Meta(min_length=1, max_length=BODY_MAX)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)]
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
+ReplyTo = Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)]
 
 
 class In(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -76,7 +79,7 @@ class PostMessageIn(In):
     conversation_id: Id
     body: Body
     client_id: ClientId | None = None
-    reply_to: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    reply_to: ReplyTo | None = None
 
 
 class EditMessageIn(In):

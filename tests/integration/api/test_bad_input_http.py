@@ -57,7 +57,7 @@ async def test_options_lists_every_method_of_the_path(client: AsyncTestClient[An
 async def test_the_openapi_document_describes_the_real_errors(client: AsyncTestClient[Any]) -> None:
     doc = (await client.get("/schema/openapi.json")).json()
     send = doc["paths"]["/api/messages"]["post"]
-    assert sorted(send["responses"]) == ["200", "201", "400", "401", "404", "409", "413", "422", "429", "503"]
+    assert sorted(send["responses"]) == ["200", "201", "400", "401", "404", "409", "413", "415", "422", "429", "503"]
     problem = send["responses"]["422"]["content"]["application/problem+json"]["schema"]
     assert problem == {"$ref": "#/components/schemas/ProblemOut"}
     assert doc["components"]["schemas"]["ProblemOut"]["required"] == ["detail", "status", "title", "type"]

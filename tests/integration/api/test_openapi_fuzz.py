@@ -1,12 +1,15 @@
 """Property-based fuzzing of every HTTP operation against the app's own OpenAPI document.
 
-Schemathesis reads /schema/openapi.json from the real Litestar app (in-process, memory storage)
+Schemathesis reads /schema/openapi.json from the real Litestar app (in-process, on memory storage,
+or CONVOCORE_TEST_DATABASE's: on PostgreSQL, whose text holds no NUL, the fuzzing checks that too)
 and, for each operation, sends generated requests, valid and invalid, then checks that no answer
 is a 5xx and that every answer conforms to the document: a documented status, the documented
 content type and headers, and a body matching the documented schema. Once with a valid token
 (paths and bodies often point at real conversations, users and messages), once without one.
 """
 
+import atexit
+import contextlib
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -22,8 +25,18 @@ from schemathesis.python import asgi
 from convocore.entrypoints.app import create_app
 from convocore.entrypoints.settings import Settings
 from tests.integration.api.conftest import FAST_HASHING, GENEROUS_LIMITS
+from tests.support.storage import CHOSEN, fresh_postgres_database
 
-APP = create_app(Settings(memory=True, **FAST_HASHING, **GENEROUS_LIMITS))
+
+def _storage() -> dict[str, Any]:
+    if CHOSEN != "postgres":
+        return {"memory": True}
+    stack = contextlib.ExitStack()
+    atexit.register(stack.close)
+    return {"database_url": stack.enter_context(fresh_postgres_database()), "migrate": True}
+
+
+APP = create_app(Settings(**_storage(), **FAST_HASHING, **GENEROUS_LIMITS))
 WITH_TOKEN = schemathesis.openapi.from_asgi("/schema/openapi.json", APP)
 WITHOUT_TOKEN = schemathesis.openapi.from_asgi("/schema/openapi.json", APP)
 EXAMPLES = int(os.environ.get("CONVOCORE_FUZZ_EXAMPLES", "30"))  # per operation; raise it for a deeper run

@@ -9,6 +9,7 @@ import asyncio
 import bisect
 import copy
 from collections.abc import Callable, MutableMapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -38,6 +39,7 @@ class MemoryStore:
         self.sessions: dict[str, AuthSession] = {}
         self.sessions_by_access: dict[str, str] = {}
         self.sessions_by_refresh: dict[str, str] = {}
+        self.retired_refresh: dict[str, str] = {}  # a rotated-away refresh hash -> its session
         self.conversations: dict[str, Conversation] = {}
         self.directs: dict[str, str] = {}
         self.members: dict[str, dict[str, Member]] = {}
@@ -127,7 +129,7 @@ class MemorySessionRepository:
             raise Conflict("a session with this id exists", field="id")
         await self.save(session)
 
-    async def get(self, session_id: str) -> AuthSession | None:
+    async def get(self, session_id: str, *, for_update: bool = False) -> AuthSession | None:
         session = self._s.sessions.get(session_id)
         return _copy(session) if session else None
 
@@ -135,8 +137,15 @@ class MemorySessionRepository:
         session_id = self._s.sessions_by_access.get(access_hash)
         return await self.get(session_id) if session_id else None
 
-    async def get_by_refresh_hash(self, refresh_hash: str) -> AuthSession | None:
+    async def get_by_refresh_hash(self, refresh_hash: str, *, for_update: bool = False) -> AuthSession | None:
         session_id = self._s.sessions_by_refresh.get(refresh_hash)
+        return await self.get(session_id) if session_id else None
+
+    async def retire_refresh_hash(self, refresh_hash: str, *, session_id: str, retired_at: datetime) -> None:
+        self._j.put(self._s.retired_refresh, refresh_hash, session_id)
+
+    async def get_by_retired_refresh_hash(self, refresh_hash: str) -> AuthSession | None:
+        session_id = self._s.retired_refresh.get(refresh_hash)
         return await self.get(session_id) if session_id else None
 
     async def save(self, session: AuthSession) -> None:

@@ -82,6 +82,15 @@ SESSION_INSERT = prebuilt(sa_insert(sessions))
 SESSION_BY = {
     name: prebuilt(sessions.select().where(by(sessions, name))) for name in ("id", "access_hash", "refresh_hash")
 }
+# PostgreSQL holds the row until commit (a second refresh with the same token then finds none).
+SESSION_FOR_UPDATE_BY = {name: prebuilt(SESSION_BY[name].with_for_update()) for name in ("id", "refresh_hash")}
+retired = tables.retired_refresh_tokens
+RETIRED_INSERT = prebuilt(sa_insert(retired))
+SESSION_BY_RETIRED = prebuilt(
+    sessions.select()
+    .select_from(sessions.join(retired, retired.c.session_id == sessions.c.id))
+    .where(by(retired, "refresh_hash"))
+)
 
 # -- conversations --------------------------------------------------------------------------
 

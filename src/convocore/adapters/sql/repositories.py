@@ -2,6 +2,7 @@
 ``execute``, which holds the transaction and turns the driver's errors into domain errors."""
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Executable
@@ -89,20 +90,29 @@ class SqlSessionRepository:
         await self._execute(q.SESSION_INSERT, values)
         self._seen[(session.id,)] = values
 
-    async def get(self, session_id: str) -> AuthSession | None:
-        return await self._find("id", session_id)
+    async def get(self, session_id: str, *, for_update: bool = False) -> AuthSession | None:
+        return await self._find("id", session_id, for_update=for_update)
 
     async def get_by_access_hash(self, access_hash: str) -> AuthSession | None:
         return await self._find("access_hash", access_hash)
 
-    async def get_by_refresh_hash(self, refresh_hash: str) -> AuthSession | None:
-        return await self._find("refresh_hash", refresh_hash)
+    async def get_by_refresh_hash(self, refresh_hash: str, *, for_update: bool = False) -> AuthSession | None:
+        return await self._find("refresh_hash", refresh_hash, for_update=for_update)
 
     async def save(self, session: AuthSession) -> None:
         await q.save_session(self._execute, session_values(session), self._seen)
 
-    async def _find(self, column: str, value: str) -> AuthSession | None:
-        row = await _first(self._execute, q.SESSION_BY[column], {f"k_{column}": value})
+    async def retire_refresh_hash(self, refresh_hash: str, *, session_id: str, retired_at: datetime) -> None:
+        values = {"refresh_hash": refresh_hash, "session_id": session_id, "retired_at": retired_at}
+        await self._execute(q.RETIRED_INSERT, values)
+
+    async def get_by_retired_refresh_hash(self, refresh_hash: str) -> AuthSession | None:
+        row = await _first(self._execute, q.SESSION_BY_RETIRED, {"k_refresh_hash": refresh_hash})
+        return session_from_row(row) if row else None
+
+    async def _find(self, column: str, value: str, *, for_update: bool = False) -> AuthSession | None:
+        statement = q.SESSION_FOR_UPDATE_BY[column] if for_update else q.SESSION_BY[column]
+        row = await _first(self._execute, statement, {f"k_{column}": value})
         if row is None:
             return None
         self._seen[(row["id"],)] = row

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import (
     DDL,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -43,6 +44,11 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def seq() -> TypeEngine[int]:
+    """A seq: 64-bit (BIGINT) on PostgreSQL; SQLite's INTEGER is 64-bit already."""
+    return BigInteger().with_variant(Integer(), "sqlite")
 
 
 def bytewise(length: int) -> TypeEngine[str]:
@@ -165,6 +171,15 @@ sessions = Table(
     Column("revoked_at", UtcDateTime(), nullable=True),
 )
 
+# Refresh tokens rotated away, by hash: one presented again means it leaked.
+retired_refresh_tokens = Table(
+    "retired_refresh_tokens",
+    metadata,
+    Column("refresh_hash", bytewise(HASH), primary_key=True),
+    Column("session_id", bytewise(ID), ForeignKey(sessions.c.id), nullable=False, index=True),
+    Column("retired_at", UtcDateTime(), nullable=False),
+)
+
 conversations = Table(
     "conversations",
     metadata,
@@ -175,7 +190,7 @@ conversations = Table(
     Column("created_by", bytewise(ID), ForeignKey(users.c.id), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("last_activity_at", UtcDateTime(), nullable=False),
-    Column("last_seq", Integer(), nullable=False),
+    Column("last_seq", seq(), nullable=False),
     Column("member_count", Integer(), nullable=False),
     # NULL for groups; NULLs never clash in a unique index, on either backend.
     Column("direct_key", bytewise(2 * ID + 1), nullable=True, unique=True),
@@ -190,7 +205,7 @@ members = Table(
     Column("user_id", bytewise(ID), ForeignKey(users.c.id), nullable=False, index=True),
     Column("role", bytewise(16), nullable=False),
     Column("joined_at", UtcDateTime(), nullable=False),
-    Column("last_read_seq", Integer(), nullable=False),
+    Column("last_read_seq", seq(), nullable=False),
     PrimaryKeyConstraint("conversation_id", "user_id"),
 )
 
@@ -198,12 +213,12 @@ messages = Table(
     "messages",
     metadata,
     Column("conversation_id", bytewise(ID), ForeignKey(conversations.c.id), nullable=False),
-    Column("seq", Integer(), nullable=False),
+    Column("seq", seq(), nullable=False),
     Column("id", bytewise(ID), nullable=False),
     Column("sender_id", bytewise(ID), ForeignKey(users.c.id), nullable=False),
     Column("body", Text(), nullable=False),
     Column("client_id", bytewise(CLIENT_ID_MAX), nullable=True),
-    Column("reply_to", Integer(), nullable=True),
+    Column("reply_to", seq(), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("edited_at", UtcDateTime(), nullable=True),
     Column("deleted", Boolean(), nullable=False),

@@ -20,7 +20,7 @@ from convocore.application.realtime import interests
 from convocore.application.realtime.streams import UNOBSERVED, Stream, Subscription
 from convocore.application.realtime.use_cases import Backlog, CatchUp, SessionAlive
 from convocore.domain import events as ev
-from convocore.domain.errors import NotFound
+from convocore.domain.errors import NotFound, RateLimited
 from convocore.domain.events import Event
 from convocore.domain.messages import Message
 
@@ -39,9 +39,11 @@ class Hub:
         feed: Broadcaster,
         session_alive: SessionAlive | None = None,
         resync_limit: int = 500,
+        max_streams_per_user: int = 16,
         observer: StreamObserver = UNOBSERVED,
     ) -> None:
         self.observer = observer
+        self._max_streams = max_streams_per_user
         self._catch_up, self._frames, self._feed = catch_up, frames, feed
         self._session_alive, self._resync_limit = session_alive, resync_limit
         self._rooms: dict[str, set[Subscription]] = {}
@@ -54,8 +56,11 @@ class Hub:
     # -- streams and subscriptions -----------------------------------------------------
 
     async def register(self, stream: Stream) -> None:
-        """Count the stream in; returns once events about its user reach this process."""
+        """Count the stream in; returns once events about its user reach this process.
+        ``RateLimited`` when the person has as many live streams here as allowed."""
         streams = self._users.setdefault(stream.user_id, set())
+        if len(streams) >= self._max_streams:
+            raise RateLimited(f"at most {self._max_streams} live sockets per person; close one first")
         streams.add(stream)
         self.observer.socket_opened()
         if len(streams) == 1:
@@ -241,9 +246,10 @@ class Hub:
             stream.offer(self._frames.resync(cid, newest))
             self.observer.resynced()
             sub.last_seq = newest
-        elif after is None:
-            # "From now": everything heard live since subscribing counts as new, even if it was
-            # committed before the starting point was read.
+        elif after is None or after > backlog.last_seq:
+            # "From now", or from past the end (which counts as the end when it was asked):
+            # everything heard live since subscribing counts as new, even if it was committed
+            # before the starting point was read.
             sub.last_seq = min([seq - 1 for seq in sub.held_seqs()] + [backlog.last_seq])
         else:
             sub.last_seq = min(after, backlog.last_seq)

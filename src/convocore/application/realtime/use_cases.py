@@ -54,6 +54,8 @@ class CatchUp:
             conversation = await uow.conversations.get(conversation_id)
             if conversation is None:
                 raise NotFound("no such conversation")
+            # A since past the last seq counts as the last (and is no number storage must hold).
+            after = min(after, conversation.last_seq)
             found = await uow.messages.page(conversation_id, before=None, after=after, limit=limit)
         return Backlog(messages=found, last_seq=conversation.last_seq)
 
@@ -70,6 +72,17 @@ class SignalTyping:
     async def execute(self, *, user_id: str, conversation_id: str) -> None:
         await spend(self._limiter, self._budget, f"typing:{user_id}", "typing notices")
         await self._broadcaster.publish(UserTyping(conversation_id=conversation_id, user_id=user_id))
+
+
+class ChargeResume:
+    """A resume replays from storage: budgeted per person as sends are, so a client resuming in a
+    loop cannot read storage as fast as it can ask."""
+
+    def __init__(self, *, limiter: RateLimiter, budget: Budget) -> None:
+        self._limiter, self._budget = limiter, budget
+
+    async def execute(self, *, user_id: str) -> None:
+        await spend(self._limiter, self._budget, f"resume:{user_id}", "resumes")
 
 
 class TrackPresence:
